@@ -1,0 +1,50 @@
+# Comptoir — the two commands a newcomer needs are `make run` and `make test`.
+# Everything else here is what those two are made of, or what integrators and
+# release engineers run (flash, hil, bench, lint, typecheck).
+
+PYTHON  ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+# pytest-xdist workers: CI machines have 2 cores.
+JOBS    ?= 2
+
+.PHONY: run test setup sysdeps lint typecheck firmware-check bench flash hil clean
+
+run: setup
+	$(BIN)/comptoir twin $(TWIN_ARGS)
+
+test: setup
+	$(BIN)/ruff check host tools tests firmware
+	$(MAKE) --no-print-directory typecheck
+	$(BIN)/pytest -n $(JOBS) $(PYTEST_ARGS)
+
+setup: sysdeps $(STAMP)
+
+# System libraries the Python packages load at run time (pyzbar needs libzbar0).
+sysdeps:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Comptoir needs Python 3.11 or newer")'
+	@if ! ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; then \
+		echo "Installing libzbar0 (QR decoding) with apt-get..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libzbar0; \
+	fi
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+lint: setup
+	$(BIN)/ruff check host tools tests firmware
+
+# Firmware type-checks against the ESP32 stubs (what the board really offers).
+typecheck: setup
+	$(BIN)/python -m comptoir_tools.typecheck_firmware
+
+bench: setup
+	$(BIN)/comptoir bench --output BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,19 @@
+# The board layer: everything the application needs from the hardware, behind
+# one small interface, so that the same application code runs on an ESP32 and,
+# for the software twin, on the MicroPython unix port.
+#
+#   board = board.open(argv)        -> a Board
+#   board.name, board.board_id      -> str, bytes
+#   board.uart(role)                -> UART-like: read(n)/readinto(buf)/write(buf)/any()
+#                                      read* return None when nothing is waiting (as machine.UART)
+#   board.wait(uarts, timeout_ms)   -> block until one of them is readable or the time is up
+#   board.output(name, value)       -> LED, buzzer, ... (names from the board definition)
+#   board.random_bytes(n), board.watchdog(timeout_ms).feed(), board.free_heap()
+#   board.load_config() / board.save_config(dict)  -> persistent settings (JSON)
+#   board.ticks_ms / ticks_diff / sleep_ms
+import sys
+
+if sys.platform == "esp32":
+    from board.esp32 import open  # noqa: F401
+else:
+    from board.unix import open  # noqa: F401

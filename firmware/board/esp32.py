@@ -1,0 +1,79 @@
+# ESP32 backend: machine.UART, Pin, WDT, os.urandom. The board definition
+# (boards/<name>.json, deployed as /board.json) says which pins do what.
+import builtins
+import json
+import os
+import select
+
+import machine
+
+from board.common import BoardBase
+
+
+class _Output:
+    def __init__(self, pin_no, active_low):
+        self._pin = machine.Pin(pin_no, machine.Pin.OUT)
+        self._low = active_low
+        self.value(0)
+
+    def value(self, v):
+        self._pin.value((not v) if self._low else bool(v))
+
+
+class Esp32Board(BoardBase):
+    def __init__(self, definition, provisioning):
+        self.name = definition["name"]
+        self.definition = definition
+        self.board_id = bytes.fromhex(provisioning.get("board_id", "")) or machine.unique_id()
+        self._config_path = "/comptoir.json"
+        self._uarts = {}
+        for role, u in definition.get("uarts", {}).items():
+            # Always pass tx and rx: UART1's default pins are the flash/PSRAM ones.
+            self._uarts[role] = machine.UART(
+                u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"],
+                rxbuf=u.get("rxbuf", 4096), txbuf=u.get("txbuf", 1024),
+                timeout=0, timeout_char=u.get("timeout_char", 2),
+            )
+        self._outputs = {}
+        for name, o in definition.get("outputs", {}).items():
+            self._outputs[name] = _Output(o["pin"], o.get("active_low", False))
+        self._poll = select.poll()
+        self._polled = []
+
+    def output(self, name, value):
+        o = self._outputs.get(name)
+        if o is not None:
+            o.value(value)
+
+    def wait(self, uarts, timeout_ms):
+        for u in uarts:
+            if u not in self._polled:
+                self._poll.register(u, select.POLLIN)
+                self._polled.append(u)
+        self._poll.poll(timeout_ms)
+
+    def random_bytes(self, n):
+        return os.urandom(n)
+
+    def watchdog(self, timeout_ms):
+        # The ESP32 WDT cannot be stopped and takes at least 1 s.
+        return machine.WDT(timeout=max(1000, timeout_ms))
+
+    def reset(self):
+        machine.reset()
+
+
+def _load_json(path, default):
+    try:
+        with builtins.open(path) as f:
+            return json.load(f)
+    except OSError:
+        return default
+
+
+def open(argv=None):
+    """The board as deployed: /board.json (definition), /provision.json (identity)."""
+    definition = _load_json("/board.json", None)
+    if definition is None:
+        raise OSError("no /board.json on the board: flash it with `comptoir flash`")
+    return Esp32Board(definition, _load_json("/provision.json", {}))

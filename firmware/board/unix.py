@@ -1,0 +1,200 @@
+# Unix backend, for the software twin: the same application runs on the
+# MicroPython unix port, and each UART is a pseudo-terminal (or a Unix socket)
+# named on the command line:
+#   micropython -X heapsize=100K firmware/main.py --uart host=/dev/pts/4 \
+#       --uart pn532=/dev/pts/6 --board-file boards/devkitc-pn532-spi.json --state /tmp/b0
+# Outputs (LEDs, buzzer) are printed as "OUT name value" lines on stdout, which
+# the twin shows and the tests read.
+import builtins
+import json
+import os
+import select
+import sys
+
+import termios
+
+from board.common import BoardBase
+
+
+class PtyUart:
+    """A pseudo-terminal with machine.UART's read semantics (None when empty)."""
+
+    def __init__(self, path):
+        self.path = path
+        self._f = builtins.open(path, "r+b")
+        attrs = termios.tcgetattr(self._f)
+        termios.setraw(self._f)
+        attrs = termios.tcgetattr(self._f)
+        # Non-blocking reads: VMIN=0, VTIME=0 returns at once with what is there.
+        attrs[6][termios.VMIN] = 0
+        attrs[6][termios.VTIME] = 0
+        termios.tcsetattr(self._f, termios.TCSANOW, attrs)
+        self._poll = select.poll()
+        self._poll.register(self._f, select.POLLIN)
+
+    def pollable(self):
+        return self._f
+
+    def any(self):
+        # A pty cannot say how many bytes wait; 1 means "at least one".
+        return 1 if self._poll.poll(0) else 0
+
+    def read(self, n=-1):
+        if n is None or n < 0:
+            n = 256
+        b = self._f.read(n)
+        return b if b else None
+
+    def readinto(self, buf, n=-1):
+        if n is not None and n >= 0 and n < len(buf):
+            buf = memoryview(buf)[:n]
+        k = self._f.readinto(buf)
+        return k if k else None
+
+    def write(self, buf):
+        mv = memoryview(buf)
+        done = 0
+        while done < len(mv):
+            k = self._f.write(mv[done:])
+            if k is None or k == 0:
+                # The pty's buffer is full (nobody reading): wait, as a UART's TX would.
+                select.poll().poll(5)
+                continue
+            done += k
+        return done
+
+    def close(self):
+        self._f.close()
+
+
+class SocketUart:
+    """A Unix-domain stream socket with the same read semantics."""
+
+    def __init__(self, path):
+        import socket
+
+        self.path = path
+        self._s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._s.connect(path)
+        self._s.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(self._s, select.POLLIN)
+
+    def pollable(self):
+        return self._s
+
+    def any(self):
+        return 1 if self._poll.poll(0) else 0
+
+    def read(self, n=-1):
+        try:
+            b = self._s.recv(256 if n is None or n < 0 else n)
+        except OSError:
+            return None
+        return b if b else None
+
+    def readinto(self, buf, n=-1):
+        b = self.read(len(buf) if n is None or n < 0 else n)
+        if not b:
+            return None
+        buf[: len(b)] = b
+        return len(b)
+
+    def write(self, buf):
+        self._s.setblocking(True)
+        try:
+            return self._s.write(buf)
+        finally:
+            self._s.setblocking(False)
+
+    def close(self):
+        self._s.close()
+
+
+def open_uart(spec):
+    if spec.startswith("socket:"):
+        return SocketUart(spec[7:])
+    return PtyUart(spec)
+
+
+class _SoftWatchdog:
+    """The ESP32 WDT resets the chip when not fed in time; here the process exits
+    with status 70, which the twin supervisor treats as a watchdog reset."""
+
+    def __init__(self, board, timeout_ms):
+        self._board = board
+        self._timeout = timeout_ms
+        self._last = board.ticks_ms()
+
+    def feed(self):
+        now = self._board.ticks_ms()
+        if self._board.ticks_diff(now, self._last) > self._timeout:
+            print("WDT reset: not fed for %d ms" % self._board.ticks_diff(now, self._last))
+            sys.exit(70)
+        self._last = now
+
+
+class UnixBoard(BoardBase):
+    def __init__(self, definition, uarts, state_dir, board_id):
+        self.name = definition.get("name", "twin")
+        self.definition = definition
+        self.board_id = board_id
+        self._uarts = uarts
+        self._config_path = state_dir + "/comptoir.json"
+        self._outputs = {}
+        self._poll = select.poll()
+        self._polled = []
+
+    def output(self, name, value):
+        if self._outputs.get(name) != value:
+            self._outputs[name] = value
+            print("OUT %s %s" % (name, value))
+
+    def wait(self, uarts, timeout_ms):
+        for u in uarts:
+            if u not in self._polled:
+                self._poll.register(u.pollable(), select.POLLIN)
+                self._polled.append(u)
+        self._poll.poll(timeout_ms)
+
+    def random_bytes(self, n):
+        return os.urandom(n)
+
+    def watchdog(self, timeout_ms):
+        return _SoftWatchdog(self, timeout_ms)
+
+    def reset(self):
+        sys.exit(71)
+
+
+def _parse(argv):
+    opts = {"uart": {}, "board-file": None, "state": "/tmp", "board-id": None}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if not a.startswith("--") or i + 1 >= len(argv):
+            raise ValueError("bad argument %r (expected --option value)" % a)
+        key, val = a[2:], argv[i + 1]
+        if key == "uart":
+            role, _, path = val.partition("=")
+            opts["uart"][role] = path
+        elif key in opts:
+            opts[key] = val
+        else:
+            raise ValueError("unknown option --%s" % key)
+        i += 2
+    return opts
+
+
+def open(argv):
+    opts = _parse(argv)
+    definition = {"name": "twin"}
+    if opts["board-file"]:
+        with builtins.open(opts["board-file"]) as f:
+            definition = json.load(f)
+    uarts = {}
+    for role, path in opts["uart"].items():
+        uarts[role] = open_uart(path)
+    bid = opts["board-id"]
+    board_id = bytes.fromhex(bid) if bid else os.urandom(8)
+    return UnixBoard(definition, uarts, opts["state"], board_id)
