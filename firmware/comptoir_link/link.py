@@ -1,0 +1,528 @@
+# The reliable serial link between a reader board and the host, written once for
+# MicroPython and CPython. It owns no I/O: the caller feeds it received bytes,
+# calls poll() for its timers, and gives it a write() for the line. That keeps it
+# testable with a fake clock and lets each side drive it its own way (the
+# firmware's main loop, a host thread per board).
+#
+# Reliability: go-back-N with a small window, cumulative acknowledgements
+# piggybacked on every frame, NAK for fast recovery, a retransmission timer that
+# knows how long the line takes to carry a frame, duplicate suppression by
+# sequence number, a session byte against stale frames, heartbeats, and link-loss
+# detection. docs/protocol.md describes every byte.
+from comptoir_link import frames as F
+from comptoir_link.cobs import Decoder, encode_into, max_encoded_len
+from comptoir_link.compat import const, crc32, ticks_add, ticks_diff, ticks_ms
+
+DOWN = const(0)  # no session (a board sends HELLO until one is accepted)
+UP = const(1)
+REFUSED = const(2)  # the host refused this board's HELLO (it retries slowly)
+
+STATE_NAMES = ("down", "up", "refused")
+
+# Counters, by index into Link.counters (names in COUNTER_NAMES).
+C_RX_FRAMES = const(0)
+C_TX_FRAMES = const(1)
+C_CRC = const(2)
+C_MALFORMED = const(3)
+C_OVERSIZE = const(4)
+C_BAD_VERSION = const(5)
+C_SHORT = const(6)
+C_STALE_SESSION = const(7)
+C_DUPLICATE = const(8)
+C_OUT_OF_ORDER = const(9)
+C_RETRANSMIT = const(10)
+C_UNKNOWN_TYPE = const(11)
+C_LINK_LOST = const(12)
+C_NO_SESSION = const(13)
+C_BAD_ACK = const(14)
+C_SESSIONS = const(15)
+
+COUNTER_NAMES = (
+    "rx_frames",
+    "tx_frames",
+    "crc_errors",
+    "malformed_frames",
+    "oversized_frames",
+    "bad_version",
+    "short_frames",
+    "stale_session",
+    "duplicates",
+    "out_of_order",
+    "retransmits",
+    "unknown_type",
+    "link_lost",
+    "no_session",
+    "bad_ack",
+    "sessions",
+)
+# Counters that mean something arrived damaged or unwanted (reported through on_error).
+_ERROR_COUNTERS = (C_CRC, C_MALFORMED, C_OVERSIZE, C_BAD_VERSION, C_SHORT, C_STALE_SESSION,
+                   C_UNKNOWN_TYPE, C_BAD_ACK)
+
+_CTRL_BODY = const(192)  # control frames (HELLO carries about 100 bytes of TLV)
+
+
+def frame_time_ms(nbytes, baud):
+    """Line time of nbytes at baud, 8N1 (10 bits a byte), rounded up."""
+    return (nbytes * 10000 + baud - 1) // baud
+
+
+def _nop(*args):
+    pass
+
+
+class Link:
+    """One end of the link. Set the on_* callbacks before feeding it.
+
+    on_message(ftype, payload)  a sequenced frame, in order, exactly once. payload
+                                is a memoryview valid only during the call.
+    on_up(info)                 a session started; info is the peer's HELLO /
+                                HELLO_ACK TLV dict (tag -> bytes)
+    on_down(reason)             the session ended (loss, peer restart, refusal)
+    on_error(counter, detail)   a damaged or unwanted frame was counted
+    accept_hello(info)          host only: None to accept, or (reason, text)
+    """
+
+    def __init__(self, write, is_board, baud=115200, max_payload=F.DEFAULT_MAX_PAYLOAD,
+                 window=2, heartbeat_ms=1000, rto_base_ms=100, max_retries=8,
+                 hello_items=None, random_bytes=None, clock=None):
+        if window not in (1, 2, 4, 8):
+            raise ValueError("window must be 1, 2, 4 or 8")
+        if not 16 <= max_payload <= F.MAX_PAYLOAD_LIMIT:
+            raise ValueError("max_payload out of range")
+        self._write = write
+        self.is_board = is_board
+        self.baud = baud
+        self.max_payload = max_payload
+        self.window = window
+        self.heartbeat_ms = heartbeat_ms
+        self.rto_base_ms = rto_base_ms
+        self.max_retries = max_retries
+        self._hello_items = hello_items or {}
+        self._random = random_bytes
+        self._clock = clock or ticks_ms
+
+        self.on_message = _nop
+        self.on_up = _nop
+        self.on_down = _nop
+        self.on_error = _nop
+        self.accept_hello = None
+
+        self.counters = [0] * len(COUNTER_NAMES)
+        self.peer = {}
+
+        body = F.HEADER_LEN + max_payload + F.CRC_LEN
+        self._wire_max = max_encoded_len(body) + 2  # leading and trailing 0x00
+        self._dec = Decoder(body)
+        self._rx_mv = memoryview(self._dec.buf)
+        self._body = bytearray(body)
+        self._body_mv = memoryview(self._body)
+        self._slots = [bytearray(self._wire_max) for _ in range(window)]
+        self._slot_len = [0] * window
+        self._cbody = bytearray(_CTRL_BODY)
+        self._cbody_mv = memoryview(self._cbody)
+        self._cwire = bytearray(max_encoded_len(_CTRL_BODY) + 2)
+        self._cwire_mv = memoryview(self._cwire)
+        self._tlv = bytearray(_CTRL_BODY - F.OVERHEAD)
+
+        self.state = DOWN
+        self.session = 0
+        self.nonce = b""
+        self.tx_limit = max_payload
+        now = self._clock()
+        self._tx_free_at = now
+        self._last_tx = now
+        self._last_rx = now
+        self._next_hello = now
+        self._reset_seq()
+        self._set_timing()
+
+    # ----------------------------------------------------------------- timing
+    def _set_timing(self):
+        # The peer may be sending a full frame before it can acknowledge ours,
+        # so the timer allows two frame times on top of the fixed base.
+        full = frame_time_ms(self._wire_max, self.baud)
+        self.rto_ms = self.rto_base_ms + 2 * full
+        self.link_timeout_ms = 4 * self.heartbeat_ms + 2 * full + self.rto_base_ms
+        self.hello_interval_ms = self.rto_base_ms + 2 * frame_time_ms(_CTRL_BODY, self.baud) + 150
+
+    def _reset_seq(self):
+        self.tx_seq = 0  # next sequence number to assign
+        self.base = 0  # oldest unacknowledged
+        self.n_out = 0
+        self.retries = 0
+        self.rx_expected = 0
+        self._ack_owed = False
+        self._nak_owed = False
+        self._rtx_deadline = 0
+        self._fast_rtx_after = self._clock()
+        self._nak_after = self._clock()
+        self._reset_after = self._clock()
+
+    # ------------------------------------------------------------ public API
+    def can_send(self):
+        return self.state == UP and self.n_out < self.window
+
+    def idle(self):
+        """Nothing waiting for an acknowledgement."""
+        return self.n_out == 0
+
+    def send(self, ftype, payload=b"", n=-1):
+        """Queue a sequenced frame; False if the window is full or no session.
+
+        The frame is copied: the caller may reuse payload at once.
+        """
+        if ftype < F.FIRST_SEQUENCED:
+            raise ValueError("control frames are sent by the link itself")
+        if n < 0:
+            n = len(payload)
+        if n > self.tx_limit:
+            raise ValueError("payload %d > link limit %d" % (n, self.tx_limit))
+        if not self.can_send():
+            return False
+        seq = self.tx_seq
+        i = seq % self.window
+        blen = self._build(self._body, ftype, seq, payload, n)
+        self._slot_len[i] = self._encode(self._body_mv, blen, self._slots[i])
+        self.tx_seq = (seq + 1) & 0xFF
+        self.n_out += 1
+        self._transmit(memoryview(self._slots[i])[: self._slot_len[i]])
+        if self.n_out == 1:
+            self._arm_rtx()
+        return True
+
+    def feed(self, data, n=-1):
+        """Bytes received from the line."""
+        if n < 0:
+            n = len(data)
+        dec = self._dec
+        for i in range(n):
+            r = dec.feed_byte(data[i])
+            if r == -1:
+                continue
+            if r >= 0:
+                self._on_body(r)
+            elif r == -2:
+                self._count(C_OVERSIZE, "frame longer than %d bytes" % self._dec._size)
+                self._nak_owed = True
+            else:
+                self._count(C_MALFORMED, "bad COBS block")
+                self._nak_owed = True
+        self._flush_owed()
+
+    def poll(self):
+        """Run the timers: hello, retransmission, heartbeat, link loss."""
+        now = self._clock()
+        if self.state == UP:
+            if self.n_out and ticks_diff(now, self._rtx_deadline) >= 0:
+                self.retries += 1
+                if self.retries > self.max_retries:
+                    self._lose("no acknowledgement after %d retransmissions" % self.max_retries)
+                    return
+                self._retransmit()
+            if ticks_diff(now, self._last_rx) > self.link_timeout_ms:
+                self._lose("nothing received for %d ms" % ticks_diff(now, self._last_rx))
+                return
+            if ticks_diff(now, self._last_tx) >= self.heartbeat_ms:
+                self._control(F.HEARTBEAT, b"")
+        elif self.is_board and ticks_diff(now, self._next_hello) >= 0:
+            self._send_hello(now)
+
+    def reset(self, reason="reset by application"):
+        """Forget the session (the board will HELLO again)."""
+        if self.state == UP:
+            self._lose(reason)
+        else:
+            self.state = DOWN
+            self._next_hello = self._clock()
+
+    def counter(self, name):
+        return self.counters[COUNTER_NAMES.index(name)]
+
+    # ------------------------------------------------------------ framing out
+    def _build(self, body, ftype, seq, payload, n):
+        body[0] = F.PROTOCOL_VERSION
+        body[1] = ftype
+        body[2] = self.session
+        body[3] = seq
+        body[4] = self.rx_expected
+        if n:
+            body[5 : 5 + n] = payload[:n] if len(payload) != n else payload
+        end = 5 + n
+        c = crc32(memoryview(body)[:end]) & 0xFFFFFFFF
+        body[end] = c & 0xFF
+        body[end + 1] = (c >> 8) & 0xFF
+        body[end + 2] = (c >> 16) & 0xFF
+        body[end + 3] = (c >> 24) & 0xFF
+        return end + 4
+
+    def _encode(self, body_mv, blen, out):
+        out[0] = 0  # a leading delimiter flushes line noise out of the receiver
+        k = encode_into(body_mv, blen, memoryview(out)[1:])
+        out[k + 1] = 0
+        return k + 2
+
+    def _transmit(self, mv):
+        now = self._clock()
+        if ticks_diff(self._tx_free_at, now) < 0:
+            self._tx_free_at = now
+        self._tx_free_at = ticks_add(self._tx_free_at, frame_time_ms(len(mv), self.baud))
+        self._write(mv)
+        self._last_tx = now
+        self._ack_owed = False
+        self.counters[C_TX_FRAMES] += 1
+
+    def _control(self, ftype, payload, session=-1):
+        if session >= 0:
+            saved, self.session = self.session, session
+        blen = self._build(self._cbody, ftype, 0, payload, len(payload))
+        if session >= 0:
+            self.session = saved
+        k = self._encode(self._cbody_mv, blen, self._cwire)
+        self._transmit(self._cwire_mv[:k])
+
+    def _arm_rtx(self):
+        self._rtx_deadline = ticks_add(self._tx_free_at, self.rto_ms)
+
+    def _retransmit(self):
+        # Go-back-N: resend every unacknowledged frame, oldest first.
+        for k in range(self.n_out):
+            i = ((self.base + k) & 0xFF) % self.window
+            self._transmit(memoryview(self._slots[i])[: self._slot_len[i]])
+            self.counters[C_RETRANSMIT] += 1
+        self._arm_rtx()
+        self._fast_rtx_after = ticks_add(self._tx_free_at, 20)
+
+    def _flush_owed(self):
+        if self.state != UP:
+            self._nak_owed = False
+            return
+        now = self._clock()
+        if self._nak_owed:
+            self._nak_owed = False
+            if ticks_diff(now, self._nak_after) >= 0:
+                self._control(F.NAK, b"")
+                # One NAK per window's worth of line time is enough.
+                self._nak_after = ticks_add(self._tx_free_at, frame_time_ms(self._wire_max, self.baud))
+                return
+        if self._ack_owed:
+            self._control(F.ACK, b"")
+
+    # ------------------------------------------------------------- framing in
+    def _count(self, c, detail):
+        self.counters[c] += 1
+        if c in _ERROR_COUNTERS:
+            self.on_error(COUNTER_NAMES[c], detail)
+
+    def _on_body(self, n):
+        buf = self._dec.buf
+        if n < F.OVERHEAD:
+            self._count(C_SHORT, "%d-byte frame" % n)
+            self._nak_owed = True
+            return
+        got = buf[n - 4] | (buf[n - 3] << 8) | (buf[n - 2] << 16) | (buf[n - 1] << 24)
+        if crc32(self._rx_mv[: n - 4]) & 0xFFFFFFFF != got:
+            self._count(C_CRC, "CRC mismatch on a %d-byte frame" % n)
+            self._nak_owed = True
+            return
+        self.counters[C_RX_FRAMES] += 1
+        ver = buf[0]
+        ftype = buf[1]
+        sess = buf[2]
+        seq = buf[3]
+        ack = buf[4]
+        payload = self._rx_mv[5 : n - 4]
+        if ver != F.PROTOCOL_VERSION:
+            self._count(C_BAD_VERSION, "protocol version %d, we speak %d" % (ver, F.PROTOCOL_VERSION))
+            if not self.is_board and ftype == F.HELLO:
+                self._reject(sess, F.REJECT_VERSION, "protocol version %d not supported" % ver)
+            return
+        if ftype == F.HELLO:
+            if self.is_board:
+                self._count(C_UNKNOWN_TYPE, "HELLO received by a board")
+            else:
+                self._on_hello(sess, payload)
+            return
+        if ftype == F.HELLO_ACK or ftype == F.HELLO_REJECT or ftype == F.RESET:
+            if not self.is_board:
+                self._count(C_UNKNOWN_TYPE, "%s received by the host" % F.NAMES[ftype])
+            else:
+                self._on_board_control(ftype, sess, payload)
+            return
+        if ftype < F.FIRST_SEQUENCED and ftype not in (F.ACK, F.NAK, F.HEARTBEAT):
+            self._count(C_UNKNOWN_TYPE, "frame type 0x%02x" % ftype)
+            return
+        if self.state != UP or sess != self.session:
+            if self.state == UP:
+                self._count(C_STALE_SESSION, "session %d, current %d" % (sess, self.session))
+            else:
+                self.counters[C_NO_SESSION] += 1
+            if not self.is_board:
+                # Tell the board to start over, at most once per hello interval.
+                now = self._clock()
+                if ticks_diff(now, self._reset_after) >= 0:
+                    self._control(F.RESET, b"", session=sess)
+                    self._reset_after = ticks_add(now, self.hello_interval_ms)
+            return
+        self._last_rx = self._clock()
+        self._on_ack(ack)
+        if ftype == F.NAK:
+            self._on_nak()
+            return
+        if ftype < F.FIRST_SEQUENCED:
+            return
+        if seq == self.rx_expected:
+            self.rx_expected = (seq + 1) & 0xFF
+            self._ack_owed = True
+            self.on_message(ftype, payload)
+        elif ((self.rx_expected - seq) & 0xFF) <= 128:
+            self._count(C_DUPLICATE, "seq %d again" % seq)
+            self._ack_owed = True  # our ACK was lost: say it again
+        else:
+            self._count(C_OUT_OF_ORDER, "seq %d, expected %d" % (seq, self.rx_expected))
+            self._nak_owed = True
+
+    def _on_ack(self, ack):
+        d = (ack - self.base) & 0xFF
+        if d == 0:
+            return
+        if d > self.n_out:
+            self._count(C_BAD_ACK, "ack %d outside the window" % ack)
+            return
+        self.base = ack
+        self.n_out -= d
+        self.retries = 0
+        if self.n_out:
+            self._arm_rtx()
+
+    def _on_nak(self):
+        now = self._clock()
+        if self.n_out and ticks_diff(now, self._fast_rtx_after) >= 0:
+            self._retransmit()
+
+    def _lose(self, reason):
+        lost = self.n_out
+        self.state = DOWN
+        self.counters[C_LINK_LOST] += 1
+        self._reset_seq()
+        self._next_hello = self._clock()
+        if self.is_board:
+            self.nonce = b""  # the next HELLO starts a new session
+        if lost:
+            reason = "%s (%d frame(s) unacknowledged)" % (reason, lost)
+        self.on_down(reason)
+
+    # ------------------------------------------------------------ sessions
+    def _send_hello(self, now):
+        if not self.nonce:
+            # A fresh attempt: new nonce and session byte. Repeats reuse them, so
+            # the host can tell a repeat (its HELLO_ACK was lost) from a restart.
+            rnd = self._random(9)
+            self.nonce = bytes(rnd[:8])
+            self.session = (rnd[8] % 255) + 1
+        tlv = self._tlv
+        o = 0
+        for tag in sorted(self._hello_items):
+            o = F.tlv_put(tlv, o, tag, self._hello_items[tag])
+        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.max_payload))
+        o = F.tlv_put(tlv, o, F.T_VERSIONS, bytes((F.PROTOCOL_MIN, F.PROTOCOL_MAX)))
+        o = F.tlv_put(tlv, o, F.T_NONCE, self.nonce)
+        self._control(F.HELLO, memoryview(tlv)[:o])
+        interval = self.hello_interval_ms if self.state == DOWN else 5000
+        self._next_hello = ticks_add(now, interval)
+
+    def new_attempt(self):
+        """Forget the current nonce: the next HELLO starts a new session."""
+        self.nonce = b""
+
+    def _on_board_control(self, ftype, sess, payload):
+        if ftype == F.RESET:
+            if sess == self.session and self.state == UP:
+                self._lose("host has no session with us")
+            return
+        if sess != self.session:
+            self._count(C_STALE_SESSION, "%s for session %d" % (F.NAMES[ftype], sess))
+            return
+        if ftype == F.HELLO_REJECT:
+            reason = payload[0] if len(payload) else 0
+            text = bytes(payload[3:]).decode() if len(payload) > 3 else ""
+            was_up = self.state == UP
+            self.state = REFUSED
+            self.new_attempt()
+            self.on_down("refused by host (reason %d): %s" % (reason, text))
+            if was_up:
+                self._reset_seq()
+            return
+        # HELLO_ACK
+        try:
+            info = F.tlv_parse(payload)
+        except ValueError as e:
+            self._count(C_MALFORMED, "HELLO_ACK: %s" % e)
+            return
+        if info.get(F.T_NONCE) != self.nonce:
+            self._count(C_STALE_SESSION, "HELLO_ACK for another attempt")
+            return
+        if self.state == UP:
+            return  # a repeat of the HELLO_ACK we already have
+        self._start_session(info)
+
+    def _start_session(self, info):
+        self.peer = info
+        peer_max = F.u16(info[F.T_MAX_PAYLOAD]) if F.T_MAX_PAYLOAD in info else 256
+        self.tx_limit = min(self.max_payload, peer_max)
+        hb = info.get(F.T_HEARTBEAT_MS)
+        if hb and len(hb) == 2:
+            self.heartbeat_ms = max(20, F.u16(hb))
+        self._set_timing()
+        self._reset_seq()
+        self.state = UP
+        self.counters[C_SESSIONS] += 1
+        now = self._clock()
+        self._last_rx = now
+        self.on_up(info)
+
+    def _reject(self, sess, reason, text):
+        t = text.encode()[:100]
+        self._control(F.HELLO_REJECT, bytes((reason, F.PROTOCOL_MIN, F.PROTOCOL_MAX)) + t,
+                      session=sess)
+
+    def _on_hello(self, sess, payload):
+        try:
+            info = F.tlv_parse(payload)
+            nonce = info[F.T_NONCE]
+            versions = info[F.T_VERSIONS]
+            if len(nonce) != 8 or len(versions) != 2:
+                raise ValueError("bad nonce or versions item")
+            if sess == 0:
+                raise ValueError("session 0 is reserved")
+        except (ValueError, KeyError) as e:
+            self._count(C_MALFORMED, "HELLO: %s" % e)
+            self._reject(sess, F.REJECT_MALFORMED, "malformed HELLO: %s" % e)
+            return
+        if self.state == UP and nonce == self.nonce and sess == self.session:
+            self._send_hello_ack()  # the board did not get our HELLO_ACK
+            return
+        if not versions[0] <= F.PROTOCOL_VERSION <= versions[1]:
+            self._count(C_BAD_VERSION, "board speaks %d..%d" % (versions[0], versions[1]))
+            self._reject(sess, F.REJECT_VERSION, "host speaks protocol %d..%d, board %d..%d"
+                         % (F.PROTOCOL_MIN, F.PROTOCOL_MAX, versions[0], versions[1]))
+            return
+        if self.accept_hello is not None:
+            refusal = self.accept_hello(info)
+            if refusal is not None:
+                self._reject(sess, refusal[0], refusal[1])
+                return
+        if self.state == UP:
+            self._lose("board started a new session")
+        self.nonce = nonce
+        self.session = sess
+        self._start_session(info)
+        self._send_hello_ack()
+
+    def _send_hello_ack(self):
+        tlv = self._tlv
+        o = F.tlv_put(tlv, 0, F.T_NONCE, self.nonce)
+        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.max_payload))
+        o = F.tlv_put(tlv, o, F.T_HEARTBEAT_MS, F.u16_bytes(self.heartbeat_ms))
+        o = F.tlv_put(tlv, o, F.T_VERSIONS, bytes((F.PROTOCOL_MIN, F.PROTOCOL_MAX)))
+        self._control(F.HELLO_ACK, memoryview(tlv)[:o])
