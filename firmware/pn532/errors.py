@@ -71,7 +71,7 @@ class PN532StatusError(PN532Error):
     def __init__(self, code):
         self.code = code
         self.name = STATUS_NAMES.get(code, "STATUS_%02X" % code)
-        PN532Error.__init__(self, "PN532 status 0x%02X %s" % (code, self.name))
+        super().__init__("PN532 status 0x%02X %s" % (code, self.name))
 
 
 class RfTimeout(PN532StatusError):
@@ -162,7 +162,7 @@ class StatusWordError(ApduError):
     def __init__(self, sw):
         self.sw = sw
         self.name = sw_name(sw)
-        ApduError.__init__(self, "SW %04X %s" % (sw, self.name))
+        super().__init__("SW %04X %s" % (sw, self.name))
 
 
 class AppNotFound(StatusWordError):

@@ -122,7 +122,7 @@ def decode(buf, n):
         raise PN532FrameError("bad postamble")
     if total == 5:
         return (ACK_FRAME if buf[2] == 0x00 else NACK_FRAME), 0, 0
-    if buf[2] == 0xFF:
+    if buf[2] == 0xFF and buf[3] == 0xFF:
         off = 7
         length = (buf[4] << 8) | buf[5]
     else:
