@@ -39,6 +39,8 @@ class Reason(StrEnum):
     BENEFICIARIES_INCONSISTENT = "beneficiaries_inconsistent"
 
     # Trust chain.
+    TRUST_LIST_INVALID = "trust_list_invalid"  # refused at load time
+    TRUST_LIST_ROLLBACK = "trust_list_rollback"  # refused at load time
     TRUST_LIST_MISSING = "trust_list_missing"
     TRUST_LIST_EXPIRED = "trust_list_expired"
     ISSUER_UNKNOWN = "issuer_unknown"
@@ -55,6 +57,7 @@ class Reason(StrEnum):
     CLOCK_SKEW = "clock_skew"
 
     # Deactivation.
+    STATUS_LIST_INVALID = "status_list_invalid"  # refused at load time
     STATUS_LIST_UNAVAILABLE = "status_list_unavailable"
     STATUS_LIST_STALE = "status_list_stale"
     STATUS_INDEX_OUT_OF_RANGE = "status_index_out_of_range"
@@ -70,6 +73,9 @@ class Reason(StrEnum):
     CHALLENGE_UNKNOWN = "challenge_unknown"
     CHALLENGE_EXPIRED = "challenge_expired"
     CHALLENGE_REUSED = "challenge_reused"
+
+    # A bug met an input it did not expect: refused (fail closed) and logged.
+    INTERNAL_ERROR = "internal_error"
 
 
 class TokenError(Exception):

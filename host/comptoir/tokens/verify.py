@@ -1,0 +1,245 @@
+"""The verification pipeline: one path for QR and NFC presentations.
+
+Order (each step refuses with its own reason; nothing is believed before it is authenticated):
+ 1. transport: size, QR prefix and base45 (QR only)
+ 2. presentation envelope: bounded CBOR scan, tagged COSE_Sign1, alg pinned to ES256
+ 3. presentation claims (structure only) and the channel rule: QR carries no challenge, NFC must
+ 4. credential envelope, then trust: trust list present and not past its grace, issuer
+    certificate(s) for the kid (every one is tried), issuer signature, issuer role
+ 5. credential claims, now authenticated: schema, NIR rules, beneficiaries, device key; the
+    issuer certificate must cover the credential's validity
+ 6. device signature over the presentation (the key bound in the credential)
+ 7. times with the bounded clock skew; status list; NFC challenge outstanding
+ 8. commit, atomically: QR replay cache (by cti), counter increasing, activation generation;
+    NFC challenge consumed
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from . import base45, cbor_safe, claims, cose
+from .cbor_safe import CborLimits
+from .challenges import ChallengeRegistry
+from .model import Channel, Credential, Refused, Result, Verified
+from .nir import mask_nir
+from .reasons import Reason, TokenError
+from .replay import VerifierState, replay_key
+from .status import INVALID, SUSPENDED, VALID, StatusLists
+from .trust import ROLE_ISSUE_CREDENTIALS, Certificate, TrustStore
+
+log = logging.getLogger("comptoir.tokens")
+
+QR_PREFIX = "CV1:"
+MAX_PRESENTATION_BYTES = 2048
+MAX_QR_CHARS = len(QR_PREFIX) + (MAX_PRESENTATION_BYTES * 3 + 1) // 2
+MAX_CLOCK_SKEW = 300
+
+# Presentation: tag 18 [protected, {}, payload, signature]; its claims map is flat.
+PRESENTATION_LIMITS = CborLimits(
+    max_bytes=MAX_PRESENTATION_BYTES, max_depth=2, max_items=8, max_container=4, top_tag=18
+)
+PRESENTATION_CLAIMS_LIMITS = CborLimits(
+    max_bytes=MAX_PRESENTATION_BYTES, max_depth=2, max_items=16, max_container=8
+)
+CREDENTIAL_LIMITS = CborLimits(
+    max_bytes=MAX_PRESENTATION_BYTES, max_depth=2, max_items=8, max_container=4, top_tag=18
+)
+# Credential claims: map > beneficiaries > beneficiary > rights > period > day.
+CREDENTIAL_CLAIMS_LIMITS = CborLimits(
+    max_bytes=MAX_PRESENTATION_BYTES, max_depth=6, max_items=700, max_container=16
+)
+_CREDENTIAL_HEADERS = frozenset((cose.HDR_ALG, cose.HDR_KID))
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    clock_skew: int = 60  # seconds either way; bounded by MAX_CLOCK_SKEW
+    qr_max_age: int = 120  # a QR presentation older than this is refused
+    nfc_max_age: int = 30
+    require_status_list: bool = True  # False only for tests of the other checks
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.clock_skew <= MAX_CLOCK_SKEW:
+            raise ValueError(f"clock_skew must be within 0..{MAX_CLOCK_SKEW} s")
+        if not 0 < self.qr_max_age <= 600 or not 0 < self.nfc_max_age <= 600:
+            raise ValueError("presentation max age must be within 1..600 s")
+
+
+def decode_qr(text: str | bytes) -> bytes:
+    """QR text (prefix + base45) -> presentation bytes."""
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("ascii")
+        except UnicodeDecodeError:
+            raise TokenError(Reason.QR_BAD_BASE45, "not ASCII") from None
+    if not isinstance(text, str):
+        raise TokenError(Reason.QR_BAD_PREFIX, "not text")
+    if len(text) > MAX_QR_CHARS:
+        raise TokenError(Reason.INPUT_TOO_LARGE, f"{len(text)} characters")
+    if not text.startswith(QR_PREFIX):
+        raise TokenError(Reason.QR_BAD_PREFIX)
+    try:
+        return base45.decode(text[len(QR_PREFIX) :])
+    except base45.Base45Error as exc:
+        raise TokenError(Reason.QR_BAD_BASE45, str(exc)) from None
+
+
+def encode_qr(presentation: bytes) -> str:
+    return QR_PREFIX + base45.encode(presentation)
+
+
+class Verifier:
+    def __init__(
+        self,
+        trust: TrustStore,
+        status: StatusLists,
+        state: VerifierState,
+        challenges: ChallengeRegistry,
+        policy: Policy | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.trust = trust
+        self.status = status
+        self.state = state
+        self.challenges = challenges
+        self.policy = policy or Policy()
+        self._clock = clock
+
+    def verify_qr(self, text: str | bytes, *, now: int | None = None) -> Result:
+        now = int(self._clock()) if now is None else now
+        try:
+            data = decode_qr(text)
+        except TokenError as exc:
+            return self._refuse(exc, Channel.QR, None)
+        return self._verify(data, Channel.QR, None, now)
+
+    def verify_nfc(self, data: bytes, board_id: str, *, now: int | None = None) -> Result:
+        now = int(self._clock()) if now is None else now
+        return self._verify(data, Channel.NFC, board_id, now)
+
+    def _verify(self, data: bytes, channel: Channel, board_id: str | None, now: int) -> Result:
+        try:
+            result = self._run(data, channel, board_id, now)
+        except TokenError as exc:
+            return self._refuse(exc, channel, board_id)
+        except Exception:
+            # Fail closed on a bug rather than take the daemon down; the traceback is logged
+            # without the input (it may hold personal data).
+            log.exception("token verification failed unexpectedly (channel %s)", channel)
+            return Refused(Reason.INTERNAL_ERROR)
+        log.info(
+            "accepted %s presentation: credential %s, insured %s",
+            channel,
+            result.credential_id.hex()[:8],
+            mask_nir(result.insured.nir),
+        )
+        return result
+
+    @staticmethod
+    def _refuse(exc: TokenError, channel: Channel, board_id: str | None) -> Refused:
+        log.info("refused %s presentation (board %s): %s", channel, board_id, exc)
+        return Refused(exc.reason, exc.detail)
+
+    def _run(self, data: bytes, channel: Channel, board_id: str | None, now: int) -> Verified:
+        policy = self.policy
+        skew = policy.clock_skew
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise TokenError(Reason.CBOR_MALFORMED, "not bytes")
+        pres = cose.parse_sign1(bytes(data), PRESENTATION_LIMITS)
+        pres_claims = cbor_safe.decode(pres.payload, PRESENTATION_CLAIMS_LIMITS)
+        iat, cti, counter, cred_bytes, challenge = claims.parse_presentation(pres_claims)
+        if channel is Channel.QR and challenge is not None:
+            raise TokenError(Reason.CHALLENGE_UNEXPECTED)
+        if channel is Channel.NFC and challenge is None:
+            raise TokenError(Reason.CHALLENGE_MISSING)
+
+        cred_sign1 = cose.parse_sign1(cred_bytes, CREDENTIAL_LIMITS, _CREDENTIAL_HEADERS)
+        trust_list, warnings = self.trust.check(now)
+        issuer = self._issuer(cred_sign1, trust_list.by_kid, trust_list.rejected_kids)
+        cred_claims = cbor_safe.decode(cred_sign1.payload, CREDENTIAL_CLAIMS_LIMITS)
+        cred = claims.parse_credential(cred_claims, now)
+        if not issuer.not_before <= cred.issued_at or cred.expires_at > issuer.not_after:
+            raise TokenError(Reason.ISSUER_CERT_VALIDITY)
+
+        if not cose.verify(pres, cred.device_key):
+            raise TokenError(Reason.PRESENTATION_SIGNATURE_INVALID)
+
+        if now < cred.not_before - skew:
+            raise TokenError(Reason.CREDENTIAL_NOT_YET_VALID)
+        if now > cred.expires_at + skew:
+            raise TokenError(Reason.CREDENTIAL_EXPIRED)
+        if iat > now + skew:
+            raise TokenError(Reason.CLOCK_SKEW, f"presented {iat - now} s in the future")
+        max_age = policy.qr_max_age if channel is Channel.QR else policy.nfc_max_age
+        if iat < now - max_age - skew:
+            raise TokenError(Reason.PRESENTATION_TOO_OLD)
+
+        self._check_status(issuer, cred, now)
+        if channel is Channel.NFC:
+            assert challenge is not None and board_id is not None
+            self.challenges.check(board_id, challenge, now)
+            self.challenges.consume(board_id, challenge, now)
+            replay = None
+        else:
+            # Kept until the presentation would be refused as too old anyway.
+            replay = (replay_key(cred.credential_id, cti), iat + max_age + 2 * skew)
+        reason = self.state.commit(
+            now=now,
+            credential_id=cred.credential_id,
+            credential_expires=cred.expires_at + skew,
+            counter=counter,
+            nir=cred.insured.nir,
+            generation=cred.activation_generation,
+            replay=replay,
+        )
+        if reason is not None:
+            raise TokenError(reason)
+        return Verified(
+            channel=channel,
+            credential=cred,
+            issuer=issuer.subject,
+            presentation_id=cti,
+            presented_at=iat,
+            counter=counter,
+            warnings=warnings,
+        )
+
+    @staticmethod
+    def _issuer(
+        cred_sign1: cose.Sign1,
+        by_kid: dict[bytes, tuple[Certificate, ...]],
+        rejected: frozenset[bytes],
+    ) -> Certificate:
+        kid = cred_sign1.kid
+        if kid is None:
+            raise TokenError(Reason.COSE_MALFORMED, "credential has no kid")
+        candidates = by_kid.get(kid, ())
+        if not candidates:
+            if kid in rejected:
+                raise TokenError(Reason.ISSUER_NOT_UNDER_ANCHOR)
+            raise TokenError(Reason.ISSUER_UNKNOWN)
+        # Several certificates may share a kid (it is a short label, not a key hash we trust):
+        # try each one, never just the first.
+        for cert in candidates:
+            if cose.verify(cred_sign1, cert.key):
+                if not cert.allows(ROLE_ISSUE_CREDENTIALS):
+                    raise TokenError(Reason.ISSUER_ROLE_NOT_ALLOWED)
+                return cert
+        raise TokenError(Reason.CREDENTIAL_SIGNATURE_INVALID)
+
+    def _check_status(self, issuer: Certificate, cred: Credential, now: int) -> None:
+        try:
+            value = self.status.status(issuer.status_list, cred.status_index, now)
+        except TokenError as exc:
+            if exc.reason is Reason.STATUS_LIST_UNAVAILABLE and not self.policy.require_status_list:
+                return
+            raise
+        if value == VALID:
+            return
+        if value == SUSPENDED:
+            raise TokenError(Reason.CREDENTIAL_SUSPENDED)
+        raise TokenError(Reason.CREDENTIAL_REVOKED, f"status {value}" if value != INVALID else "")
