@@ -29,7 +29,7 @@ TYP_STATUS_LIST = "application/statuslist+cwt"
 VALID, INVALID, SUSPENDED = 0, 1, 2
 MAX_DECOMPRESSED = 4 << 20  # 16 M entries at 2 bits; a bigger "list" is a zlib bomb
 
-_LIMITS = CborLimits(max_bytes=2 << 20, max_depth=2, max_items=16, max_container=8, top_tag=18)
+_LIMITS = CborLimits(max_bytes=2 << 20, max_depth=3, max_items=16, max_container=8, top_tag=18)
 _CLAIMS = CborLimits(max_bytes=2 << 20, max_depth=3, max_items=32, max_container=8)
 _KEYS = frozenset((SUB, IAT, EXP, TTL, STATUS_LIST))
 

@@ -59,7 +59,7 @@ MAX_ENTRIES = 512
 
 CERT_LIMITS = CborLimits(max_bytes=1024, max_depth=3, max_items=32, max_container=8, top_tag=18)
 _CERT_CLAIMS = CborLimits(max_bytes=1024, max_depth=3, max_items=32, max_container=8)
-_LIST_LIMITS = CborLimits(max_bytes=600_000, max_depth=2, max_items=16, max_container=8, top_tag=18)
+_LIST_LIMITS = CborLimits(max_bytes=600_000, max_depth=3, max_items=16, max_container=8, top_tag=18)
 _LIST_CLAIMS = CborLimits(
     max_bytes=600_000, max_depth=3, max_items=MAX_ENTRIES + 16, max_container=MAX_ENTRIES
 )

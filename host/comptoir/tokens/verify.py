@@ -38,15 +38,16 @@ MAX_PRESENTATION_BYTES = 2048
 MAX_QR_CHARS = len(QR_PREFIX) + (MAX_PRESENTATION_BYTES * 3 + 1) // 2
 MAX_CLOCK_SKEW = 300
 
-# Presentation: tag 18 [protected, {}, payload, signature]; its claims map is flat.
+# Envelopes: tag 18 [protected, unprotected, payload, signature]. Depth 3 lets the scan reach
+# inside a non-empty unprotected header, so that it is refused by name (not as "too deep").
 PRESENTATION_LIMITS = CborLimits(
-    max_bytes=MAX_PRESENTATION_BYTES, max_depth=2, max_items=8, max_container=4, top_tag=18
+    max_bytes=MAX_PRESENTATION_BYTES, max_depth=3, max_items=16, max_container=4, top_tag=18
 )
 PRESENTATION_CLAIMS_LIMITS = CborLimits(
     max_bytes=MAX_PRESENTATION_BYTES, max_depth=2, max_items=16, max_container=8
 )
 CREDENTIAL_LIMITS = CborLimits(
-    max_bytes=MAX_PRESENTATION_BYTES, max_depth=2, max_items=8, max_container=4, top_tag=18
+    max_bytes=MAX_PRESENTATION_BYTES, max_depth=3, max_items=16, max_container=4, top_tag=18
 )
 # Credential claims: map > beneficiaries > beneficiary > rights > period > day.
 CREDENTIAL_CLAIMS_LIMITS = CborLimits(
