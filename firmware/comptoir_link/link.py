@@ -398,6 +398,12 @@ class Link:
     def _on_nak(self):
         now = self._clock()
         if self.n_out and ticks_diff(now, self._fast_rtx_after) >= 0:
+            # A NAK-driven resend is an attempt like a timed one: counting it
+            # stops a line that always mangles the same frame from looping forever.
+            self.retries += 1
+            if self.retries > self.max_retries:
+                self._lose("no acknowledgement after %d retransmissions" % self.max_retries)
+                return
             self._retransmit()
 
     def _lose(self, reason):
