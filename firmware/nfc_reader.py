@@ -158,17 +158,14 @@ class NfcReader:
             self._have_last = True
             self.challenge_spent = True
             n = read_presentation(self.apdu, challenge, self._buf)
-        except AppLocked:
-            # The person unlocks the app with the phone on the reader: retry.
+        except (AppLocked, PN532Error):
+            # The phone moved, the RF glitched, the chip failed, or the person
+            # still has to unlock the app: this tap gave nothing, so the next
+            # poll reads it again (with a new challenge). Only a refusal that
+            # cannot change while the phone lies there (no Comptoir app, a
+            # card) keeps `present` and waits for the phone to leave.
             self.present = False
             self._release_quietly()
-            raise
-        except PN532Error as e:
-            if _rf_error(e):
-                # The phone moved or the RF glitched: this tap gave nothing,
-                # the next poll reads it again (with a new challenge).
-                self.present = False
-                self._release_quietly()
             raise
         self._release_quietly()
         self.taps += 1

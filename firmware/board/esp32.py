@@ -50,7 +50,8 @@ class Esp32Board(BoardBase):
             if u not in self._polled:
                 self._poll.register(u, select.POLLIN)
                 self._polled.append(u)
-        self._poll.poll(timeout_ms)
+        for _ in self._poll.ipoll(timeout_ms):  # ipoll allocates nothing
+            break
 
     def random_bytes(self, n):
         return os.urandom(n)

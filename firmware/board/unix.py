@@ -10,7 +10,6 @@ import json
 import os
 import select
 import sys
-
 import termios
 
 from board.common import BoardBase
@@ -22,13 +21,15 @@ class PtyUart:
     def __init__(self, path):
         self.path = path
         self._f = builtins.open(path, "r+b")
-        attrs = termios.tcgetattr(self._f)
-        termios.setraw(self._f)
-        attrs = termios.tcgetattr(self._f)
+        fd = self._f.fileno()
+        termios.setraw(fd)
+        attrs = termios.tcgetattr(fd)
         # Non-blocking reads: VMIN=0, VTIME=0 returns at once with what is there.
-        attrs[6][termios.VMIN] = 0
-        attrs[6][termios.VTIME] = 0
-        termios.tcsetattr(self._f, termios.TCSANOW, attrs)
+        # VMIN and VTIME (Linux c_cc indexes 6 and 5; the unix port's termios
+        # module does not name them).
+        attrs[6][getattr(termios, "VMIN", 6)] = 0
+        attrs[6][getattr(termios, "VTIME", 5)] = 0
+        termios.tcsetattr(fd, termios.TCSANOW, attrs)
         self._poll = select.poll()
         self._poll.register(self._f, select.POLLIN)
 
@@ -155,7 +156,9 @@ class UnixBoard(BoardBase):
             if u not in self._polled:
                 self._poll.register(u.pollable(), select.POLLIN)
                 self._polled.append(u)
-        self._poll.poll(timeout_ms)
+        # ipoll reports through an iterator and allocates nothing.
+        for _ in self._poll.ipoll(timeout_ms):
+            break
 
     def random_bytes(self, n):
         return os.urandom(n)
@@ -168,16 +171,16 @@ class UnixBoard(BoardBase):
 
 
 def _parse(argv):
-    opts = {"uart": {}, "board-file": None, "state": "/tmp", "board-id": None}
+    opts = {"uart": {}, "baud": {}, "board-file": None, "state": "/tmp", "board-id": None}
     i = 0
     while i < len(argv):
         a = argv[i]
         if not a.startswith("--") or i + 1 >= len(argv):
             raise ValueError("bad argument %r (expected --option value)" % a)
         key, val = a[2:], argv[i + 1]
-        if key == "uart":
-            role, _, path = val.partition("=")
-            opts["uart"][role] = path
+        if key == "uart" or key == "baud":
+            role, _, v = val.partition("=")
+            opts[key][role] = v
         elif key in opts:
             opts[key] = val
         else:
@@ -193,8 +196,13 @@ def open(argv):
         with builtins.open(opts["board-file"]) as f:
             definition = json.load(f)
     uarts = {}
+    specs = definition.setdefault("uarts", {})
     for role, path in opts["uart"].items():
         uarts[role] = open_uart(path)
+        spec = specs.setdefault(role, {})
+        if role in opts["baud"]:
+            spec["baud"] = int(opts["baud"][role])
+        spec.setdefault("baud", 115200)
     bid = opts["board-id"]
     board_id = bytes.fromhex(bid) if bid else os.urandom(8)
     return UnixBoard(definition, uarts, opts["state"], board_id)

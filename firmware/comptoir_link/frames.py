@@ -33,6 +33,8 @@ ERROR = const(0x11)  # code (2 bytes LE) + UTF-8 text
 BENCH_REQUEST = const(0x12)  # host -> board: count (u16 LE), size (u16 LE)
 BENCH_DATA = const(0x13)  # board -> host: index (u16 LE) + filler
 BENCH_DONE = const(0x14)  # board -> host: count (u16 LE)
+STATUS = const(0x15)  # board -> host: u32 LE values, see docs/protocol.md
+STATUS_REQUEST = const(0x16)  # host -> board: empty
 
 FIRST_SEQUENCED = const(0x10)
 
@@ -49,7 +51,13 @@ NAMES = {
     BENCH_REQUEST: "BENCH_REQUEST",
     BENCH_DATA: "BENCH_DATA",
     BENCH_DONE: "BENCH_DONE",
+    STATUS: "STATUS",
+    STATUS_REQUEST: "STATUS_REQUEST",
 }
+
+# STATUS payload: u32 LE values in this order.
+STATUS_FIELDS = ("free_heap", "min_free_heap", "uptime_ms", "crc_errors", "malformed_frames",
+                 "oversized_frames", "retransmits", "duplicates", "link_lost", "sessions")
 
 # HELLO / HELLO_ACK payload: TLV items (tag 1 byte, length 1 byte, value).
 # Unknown tags are skipped, so a newer peer can add items.

@@ -303,7 +303,8 @@ class Link:
             if ticks_diff(now, self._nak_after) >= 0:
                 self._control(F.NAK, b"")
                 # One NAK per window's worth of line time is enough.
-                self._nak_after = ticks_add(self._tx_free_at, frame_time_ms(self._wire_max, self.baud))
+                self._nak_after = ticks_add(self._tx_free_at,
+                                            frame_time_ms(self._wire_max, self.baud))
                 return
         if self._ack_owed:
             self._control(F.ACK, b"")
@@ -333,7 +334,8 @@ class Link:
         ack = buf[4]
         payload = self._rx_mv[5 : n - 4]
         if ver != F.PROTOCOL_VERSION:
-            self._count(C_BAD_VERSION, "protocol version %d, we speak %d" % (ver, F.PROTOCOL_VERSION))
+            self._count(C_BAD_VERSION,
+                        "protocol version %d, we speak %d" % (ver, F.PROTOCOL_VERSION))
             if not self.is_board and ftype == F.HELLO:
                 self._reject(sess, F.REJECT_VERSION, "protocol version %d not supported" % ver)
             return

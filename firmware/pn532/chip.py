@@ -95,6 +95,7 @@ class PN532:
         self.nacks_sent = 0
         self.resends = 0
         self.aborts = 0
+        self.noise = 0  # bytes dropped before a start code
 
     # ---- frame level -------------------------------------------------------
 
@@ -145,6 +146,7 @@ class PN532:
             self._have = keep
             if not self._fill(2, deadline):
                 raise PN532FrameError("noise, then silence")
+        self.noise += skipped + i
         if i:
             for k in range(self._have - i):
                 rx[k] = rx[k + i]

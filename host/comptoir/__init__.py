@@ -1,0 +1,3 @@
+"""Comptoir host daemon: serves reader boards, verifies tokens, caches rights, bills."""
+
+__version__ = "0.1.0"

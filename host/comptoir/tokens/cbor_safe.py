@@ -34,108 +34,126 @@ class CborLimits:
 
 # Smallest argument allowed for each additional-information value (shortest form).
 _MIN_ARG = {24: 24, 25: 0x100, 26: 0x10000, 27: 0x100000000}
-_ARG_LEN = {24: 1, 25: 2, 26: 4, 27: 8}
 _SIMPLE_OK = frozenset((20, 21, 22))  # false, true, null
 
 
-class _Scanner:
-    __slots__ = ("data", "end", "items", "limits")
+def scan(data: bytes, limits: CborLimits) -> None:
+    """Prove that `data` is exactly one item of the accepted subset, within `limits`.
 
-    def __init__(self, data: bytes, limits: CborLimits) -> None:
-        self.data = data
-        self.end = len(data)
-        self.limits = limits
-        self.items = 0
-
-    def head(self, pos: int) -> tuple[int, int, int]:
-        """Return (major type, argument, position after the head)."""
-        data = self.data
-        if pos >= self.end:
+    One loop over the bytes with an explicit stack (no recursion, no allocation beyond one
+    stack entry per open container and one set of keys per open map): time and memory are
+    linear in len(data), which `max_bytes` bounds.
+    """
+    end = len(data)
+    if end > limits.max_bytes:
+        raise TokenError(Reason.INPUT_TOO_LARGE, f"{end} bytes")
+    if not end:
+        raise TokenError(Reason.CBOR_TRUNCATED, "empty")
+    max_items, max_depth, max_container = limits.max_items, limits.max_depth, limits.max_container
+    pos = 0
+    if data[0] >> 5 == 6:
+        # The one tag the caller expects, only around the top item (not counted as a level).
+        pos, tag = _tag_head(data, end)
+        if tag != limits.top_tag:
+            raise TokenError(Reason.CBOR_UNEXPECTED_TAG, f"tag {tag}")
+    items = 0
+    depth = 1
+    remaining = 1  # items still to read in the current container (2 per map entry)
+    seen: set[bytes] | None = None  # keys of the current map; None in an array
+    stack: list[tuple[int, set[bytes] | None]] = []
+    while True:
+        if not remaining:
+            if not stack:
+                break
+            remaining, seen = stack.pop()
+            depth -= 1
+            continue
+        remaining -= 1
+        is_key = seen is not None and remaining & 1  # map entries count down from 2n
+        items += 1
+        if items > max_items:
+            raise TokenError(Reason.CBOR_TOO_MANY_ITEMS)
+        if pos >= end:
             raise TokenError(Reason.CBOR_TRUNCATED)
+        start = pos
         ib = data[pos]
         major = ib >> 5
         ai = ib & 0x1F
         if major == 7:
             if ai in _SIMPLE_OK:
-                return 7, ai, pos + 1
+                if is_key:
+                    raise TokenError(Reason.CBOR_UNSUPPORTED_TYPE, "map key is not int or text")
+                pos += 1
+                continue
             if ai == 31:
                 raise TokenError(Reason.CBOR_MALFORMED, "stray break")
             if 28 <= ai <= 30:
                 raise TokenError(Reason.CBOR_MALFORMED, "reserved additional information")
             raise TokenError(Reason.CBOR_UNSUPPORTED_TYPE, "float or simple value")
         if ai < 24:
-            return major, ai, pos + 1
-        if ai == 31:
+            arg = ai
+            pos += 1
+        elif ai < 28:
+            stop = pos + 1 + (1 << (ai - 24))
+            if stop > end:
+                raise TokenError(Reason.CBOR_TRUNCATED)
+            arg = int.from_bytes(data[pos + 1 : stop], "big")
+            if arg < _MIN_ARG[ai]:
+                raise TokenError(Reason.CBOR_NON_MINIMAL)
+            pos = stop
+        elif ai == 31:
             if major in (2, 3, 4, 5):
                 raise TokenError(Reason.CBOR_INDEFINITE_LENGTH)
             raise TokenError(Reason.CBOR_MALFORMED, "indefinite length on a non-container")
-        if ai > 27:
+        else:
             raise TokenError(Reason.CBOR_MALFORMED, "reserved additional information")
-        n = _ARG_LEN[ai]
-        stop = pos + 1 + n
-        if stop > self.end:
-            raise TokenError(Reason.CBOR_TRUNCATED)
-        arg = int.from_bytes(data[pos + 1 : stop], "big")
-        if arg < _MIN_ARG[ai]:
-            raise TokenError(Reason.CBOR_NON_MINIMAL)
-        return major, arg, stop
-
-    def item(self, pos: int, depth: int) -> int:
-        """Check one data item starting at `pos`; return the position just after it."""
-        limits = self.limits
-        self.items += 1
-        if self.items > limits.max_items:
-            raise TokenError(Reason.CBOR_TOO_MANY_ITEMS)
-        if depth > limits.max_depth:
-            raise TokenError(Reason.CBOR_TOO_DEEP)
-        major, arg, pos = self.head(pos)
-        if major <= 1 or major == 7:
-            return pos
         if major <= 3:
-            stop = pos + arg
-            if stop > self.end:
-                raise TokenError(Reason.CBOR_TRUNCATED)
-            return stop
+            if major >= 2:
+                pos += arg
+                if pos > end:
+                    raise TokenError(Reason.CBOR_TRUNCATED)
+            if is_key:
+                if major == 2:
+                    raise TokenError(Reason.CBOR_UNSUPPORTED_TYPE, "map key is not int or text")
+                # Shortest form makes equal keys byte-identical, so bytes are compared.
+                key = data[start:pos]
+                if key in seen:  # type: ignore[operator]
+                    raise TokenError(Reason.CBOR_DUPLICATE_KEY)
+                seen.add(key)  # type: ignore[union-attr]
+            continue
         if major == 6:
             raise TokenError(Reason.CBOR_UNEXPECTED_TAG, f"tag {arg}")
-        if arg > limits.max_container:
+        if is_key:
+            raise TokenError(Reason.CBOR_UNSUPPORTED_TYPE, "map key is not int or text")
+        if arg > max_container:
             raise TokenError(Reason.CBOR_TOO_MANY_ITEMS, "container too long")
+        if not arg:
+            continue
+        if depth >= max_depth:
+            raise TokenError(Reason.CBOR_TOO_DEEP)
+        stack.append((remaining, seen))
+        depth += 1
         if major == 4:
-            for _ in range(arg):
-                pos = self.item(pos, depth + 1)
-            return pos
-        # Map: keys are integers or text, compared by their (unique, shortest-form) bytes.
-        seen: set[bytes] = set()
-        data = self.data
-        for _ in range(arg):
-            start = pos
-            if pos < self.end and (data[pos] >> 5) not in (0, 1, 3):
-                raise TokenError(Reason.CBOR_UNSUPPORTED_TYPE, "map key is not an integer or text")
-            pos = self.item(pos, depth + 1)
-            key = data[start:pos]
-            if key in seen:
-                raise TokenError(Reason.CBOR_DUPLICATE_KEY)
-            seen.add(key)
-            pos = self.item(pos, depth + 1)
-        return pos
-
-
-def scan(data: bytes, limits: CborLimits) -> None:
-    """Prove that `data` is exactly one item of the accepted subset, within `limits`."""
-    if len(data) > limits.max_bytes:
-        raise TokenError(Reason.INPUT_TOO_LARGE, f"{len(data)} bytes")
-    if not data:
-        raise TokenError(Reason.CBOR_TRUNCATED, "empty")
-    scanner = _Scanner(data, limits)
-    pos = 0
-    if data[0] >> 5 == 6:
-        # The one tag the caller expects, only around the top item (not counted as a level).
-        _, tag, pos = scanner.head(0)
-        if tag != limits.top_tag:
-            raise TokenError(Reason.CBOR_UNEXPECTED_TAG, f"tag {tag}")
-    end = scanner.item(pos, 1)
-    if end != len(data):
+            remaining, seen = arg, None
+        else:
+            remaining, seen = 2 * arg, set()
+    if pos != end:
         raise TokenError(Reason.CBOR_TRAILING_BYTES)
+
+
+def _tag_head(data: bytes, end: int) -> tuple[int, int]:
+    ai = data[0] & 0x1F
+    if ai < 24:
+        return 1, ai
+    if ai >= 28:
+        raise TokenError(Reason.CBOR_MALFORMED, "tag head")
+    stop = 1 + (1 << (ai - 24))
+    if stop > end:
+        raise TokenError(Reason.CBOR_TRUNCATED)
+    tag = int.from_bytes(data[1:stop], "big")
+    if tag < _MIN_ARG[ai]:
+        raise TokenError(Reason.CBOR_NON_MINIMAL)
+    return stop, tag
 
 
 def decode(data: bytes, limits: CborLimits) -> Any:

@@ -1,0 +1,16 @@
+# Comptoir reader firmware entry point. On a board the MicroPython boot sequence
+# runs this file; for the software twin the unix port runs it with the board's
+# wiring on the command line:
+#   micropython -X heapsize=100K firmware/main.py --uart host=/dev/pts/4 ...
+# A compiled tree (.mpy, as deployed on a board) is put first with --mpy DIR.
+import sys
+
+_argv = sys.argv[1:]
+if "--mpy" in _argv:
+    _i = _argv.index("--mpy")
+    sys.path.insert(0, _argv[_i + 1])
+    del _argv[_i : _i + 2]
+
+import app  # noqa: E402
+
+app.main(_argv)

@@ -1,0 +1,186 @@
+"""One reader board on one serial port: a thread that owns the port and the link.
+
+pyserial is a blocking API and every board needs its own read loop, so each
+board gets a thread (docs/architecture.md says why threads and not asyncio).
+The thread opens the port (a device path, a pty, or any pyserial URL such as
+socket://), feeds received bytes to the shared link protocol, runs its timers,
+sends what the daemon queued, and reopens the port when the board is unplugged
+and plugged back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import serial
+from comptoir_link import frames as F
+from comptoir_link.link import COUNTER_NAMES, UP, Link
+
+from comptoir.events import BoardDown, BoardInfo, BoardUp, LinkError, Message, PortLost, PortOpened
+
+log = logging.getLogger("comptoir.board")
+
+REOPEN_INTERVAL_S = 0.25
+READ_TIMEOUT_S = 0.005
+
+
+def board_info(items: dict[int, bytes]) -> BoardInfo:
+    """A HELLO's TLV items as a BoardInfo; unknown or missing items get defaults."""
+
+    def text(tag: int) -> str:
+        return items.get(tag, b"").decode("utf-8", "replace")
+
+    caps = F.u16(items[F.T_CAPS]) if len(items.get(F.T_CAPS, b"")) == 2 else 0
+    heap = items.get(F.T_FREE_HEAP)
+    return BoardInfo(
+        board_id=items.get(F.T_BOARD_ID, b"").hex(),
+        name=text(F.T_BOARD_NAME),
+        firmware=text(F.T_FIRMWARE),
+        capabilities=tuple(F.caps_names(caps)),
+        max_payload=F.u16(items[F.T_MAX_PAYLOAD]) if F.T_MAX_PAYLOAD in items else 0,
+        free_heap=int.from_bytes(heap, "little") if heap and len(heap) == 4 else None,
+    )
+
+
+class BoardConnection(threading.Thread):
+    def __init__(
+        self,
+        port: str,
+        events: queue.Queue[Any],
+        *,
+        baud: int = 115200,
+        heartbeat_ms: int = 1000,
+        max_payload: int = F.DEFAULT_MAX_PAYLOAD,
+        window: int = 2,
+        accept_hello: Callable[[BoardInfo], tuple[int, str] | None] | None = None,
+    ) -> None:
+        super().__init__(name=f"board {port}", daemon=True)
+        self.port = port
+        self.baud = baud
+        self._events = events
+        self._outq: queue.Queue[tuple[int, bytes]] = queue.Queue()
+        self._stop_evt = threading.Event()
+        self._ser: serial.SerialBase | None = None
+        self.link = Link(self._write, False, baud=baud, heartbeat_ms=heartbeat_ms,
+                         max_payload=max_payload, window=window)
+        self.link.on_message = self._on_message
+        self.link.on_up = self._on_up
+        self.link.on_down = self._on_down
+        self.link.on_error = self._on_error
+        self._accept = accept_hello
+        if accept_hello is not None:
+            self.link.accept_hello = lambda items: accept_hello(board_info(items))
+        self.board: BoardInfo | None = None
+        self._pending: tuple[int, bytes] | None = None
+
+    # ------------------------------------------------------------- daemon side
+    def send(self, ftype: int, payload: bytes = b"") -> None:
+        """Queue a frame for the board (sent in order once the link has room)."""
+        self._outq.put((ftype, bytes(payload)))
+
+    def stop(self) -> None:
+        self._stop_evt.set()
+
+    @property
+    def up(self) -> bool:
+        return self.link.state == UP
+
+    def counters(self) -> dict[str, int]:
+        return dict(zip(COUNTER_NAMES, self.link.counters, strict=True))
+
+    # ------------------------------------------------------------- link callbacks
+    def _write(self, data: memoryview) -> None:
+        if self._ser is not None:
+            self._ser.write(data)
+
+    def _on_message(self, ftype: int, payload: memoryview) -> None:
+        bid = self.board.board_id if self.board else ""
+        self._events.put(Message(self.port, bid, ftype, bytes(payload), time.monotonic()))
+
+    def _on_up(self, items: dict[int, bytes]) -> None:
+        self.board = board_info(items)
+        log.info("board up", extra={"port": self.port, "board_id": self.board.board_id,
+                                    "board_name": self.board.name,
+                                    "firmware": self.board.firmware})
+        self._events.put(BoardUp(self.port, self.board))
+
+    def _on_down(self, reason: str) -> None:
+        log.warning("board down", extra={"port": self.port, "reason": reason})
+        self._pending = None
+        self._drain_outq()
+        self._events.put(BoardDown(self.port, reason))
+
+    def _on_error(self, counter: str, detail: str) -> None:
+        log.warning("link error", extra={"port": self.port, "counter": counter, "detail": detail})
+        self._events.put(LinkError(self.port, counter, detail))
+
+    def _drain_outq(self) -> None:
+        # Frames queued for a session that ended are dropped, not replayed into
+        # the next one: the daemon re-decides what the board needs after HELLO.
+        try:
+            while True:
+                self._outq.get_nowait()
+        except queue.Empty:
+            pass
+
+    # ------------------------------------------------------------- thread body
+    def run(self) -> None:
+        missing_reported = False
+        while not self._stop_evt.is_set():
+            try:
+                self._ser = serial.serial_for_url(self.port, baudrate=self.baud,
+                                                  timeout=READ_TIMEOUT_S, write_timeout=5)
+            except (serial.SerialException, OSError, ValueError) as e:
+                if not missing_reported:
+                    self._events.put(PortLost(self.port, f"cannot open: {e}"))
+                    missing_reported = True
+                self._stop_evt.wait(REOPEN_INTERVAL_S)
+                continue
+            missing_reported = False
+            self._events.put(PortOpened(self.port))
+            try:
+                self._serve()
+            except (serial.SerialException, OSError) as e:
+                log.warning("port lost", extra={"port": self.port, "error": str(e)})
+                self._events.put(PortLost(self.port, str(e)))
+            finally:
+                ser, self._ser = self._ser, None
+                with contextlib.suppress(serial.SerialException, OSError):
+                    ser.close()
+                self.link.reset("serial port lost")
+            self._stop_evt.wait(REOPEN_INTERVAL_S)
+        if self.link.state == UP:
+            self.link.reset("daemon stopping")
+
+    def _serve(self) -> None:
+        ser = self._ser
+        assert ser is not None
+        while not self._stop_evt.is_set():
+            data = ser.read(ser.in_waiting or 1)
+            if data:
+                self.link.feed(data)
+            self.link.poll()
+            self._send_queued()
+
+    def _send_queued(self) -> None:
+        while self.link.can_send():
+            if self._pending is None:
+                try:
+                    self._pending = self._outq.get_nowait()
+                except queue.Empty:
+                    return
+            ftype, payload = self._pending
+            if payload and len(payload) > self.link.tx_limit:
+                log.error("frame too large for the board", extra={
+                    "port": self.port, "size": len(payload), "limit": self.link.tx_limit})
+                self._pending = None
+                continue
+            if not self.link.send(ftype, payload):
+                return
+            self._pending = None

@@ -1,0 +1,231 @@
+"""The software twin: the real firmware on the real MicroPython interpreter,
+the real host daemon, and between them the wire model over pseudo-terminals.
+
+    firmware (micropython -X heapsize=100K main.py)  <-pty->  WireModel  <-pty->  Daemon
+
+Each simulated board is a FirmwareProcess (supervised as a board is: when it
+exits — a watchdog reset, a crash — it is started again) behind its own
+WireModel. Peripherals that cannot exist here (the PN532, the camera, the phone)
+are wire-accurate simulators that later issues attach to the board's other UARTs.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from comptoir.daemon import Daemon
+from comptoir.events import BoardUp
+
+from comptoir_tools.firmware_build import compile_tree
+from comptoir_tools.wire import WireModel
+
+MICROPYTHON = Path(sys.executable).with_name("micropython")
+# An ESP32 without PSRAM leaves about 100 KB of heap to Python (docs/architecture.md).
+DEFAULT_HEAP = "100K"
+
+
+class FirmwareProcess:
+    """One reader board's firmware, running on the MicroPython unix port."""
+
+    def __init__(
+        self,
+        firmware_dir: Path,
+        uarts: dict[str, Path | str],
+        *,
+        bauds: dict[str, int] | None = None,
+        board_id: str,
+        state_dir: Path,
+        board_file: Path | None = None,
+        heap: str = DEFAULT_HEAP,
+        on_line: Callable[[str], None] | None = None,
+        restart: bool = True,
+        before_boot: Callable[[], None] | None = None,
+    ) -> None:
+        self.firmware_dir = firmware_dir
+        self.uarts = uarts
+        self.bauds = bauds or {}
+        self.board_id = board_id
+        self.state_dir = state_dir
+        self.board_file = board_file
+        self.heap = heap
+        self.on_line = on_line
+        self.restart = restart
+        self.before_boot = before_boot
+        self.lines: collections.deque[str] = collections.deque(maxlen=2000)
+        self.exits: list[int] = []
+        self._proc: subprocess.Popen[str] | None = None
+        self._stopping = False
+        self._supervisor: threading.Thread | None = None
+
+    def command(self) -> list[str]:
+        cmd = [str(MICROPYTHON), "-X", f"heapsize={self.heap}",
+               str(self.firmware_dir / "main.py")]
+        for role, path in self.uarts.items():
+            cmd += ["--uart", f"{role}={path}"]
+        for role, baud in self.bauds.items():
+            cmd += ["--baud", f"{role}={baud}"]
+        cmd += ["--board-id", self.board_id, "--state", str(self.state_dir)]
+        if self.board_file:
+            cmd += ["--board-file", str(self.board_file)]
+        return cmd
+
+    def start(self) -> FirmwareProcess:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn()
+        self._supervisor = threading.Thread(target=self._supervise, daemon=True,
+                                            name=f"firmware {self.board_id}")
+        self._supervisor.start()
+        return self
+
+    def _spawn(self) -> None:
+        self._proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
+                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
+
+    def _supervise(self) -> None:
+        while True:
+            proc = self._proc
+            assert proc is not None and proc.stdout is not None
+            for line in proc.stdout:
+                line = line.rstrip("\n")
+                self.lines.append(line)
+                if self.on_line:
+                    self.on_line(line)
+            rc = proc.wait()
+            if self._stopping:
+                return
+            self.exits.append(rc)
+            self.lines.append(f"[twin] firmware exited with status {rc}")
+            if self.on_line:
+                self.on_line(f"[twin] firmware exited with status {rc}")
+            if not self.restart:
+                return
+            time.sleep(0.2)  # a board takes a moment to boot again
+            if self.before_boot:
+                self.before_boot()
+            self._spawn()
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def kill(self) -> None:
+        """Pull the power: the supervisor boots it again if restart is on."""
+        if self._proc is not None:
+            self._proc.kill()
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=3)
+
+
+class TwinBoard:
+    def __init__(self, index: int, wire: WireModel, firmware: FirmwareProcess) -> None:
+        self.index = index
+        self.wire = wire
+        self.firmware = firmware
+
+    @property
+    def port(self) -> str:
+        return str(self.wire.path_b)
+
+
+class Twin:
+    """N simulated boards and one daemon, in a working directory of their own."""
+
+    def __init__(
+        self,
+        boards: int = 1,
+        *,
+        baud: int = 115200,
+        heartbeat_ms: int = 1000,
+        workdir: Path | None = None,
+        seed: int = 0,
+        heap: str = DEFAULT_HEAP,
+        on_firmware_line: Callable[[int, str], None] | None = None,
+    ) -> None:
+        self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
+        self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
+        self.n = boards
+        self.baud = baud
+        self.heartbeat_ms = heartbeat_ms
+        self.seed = seed
+        self.heap = heap
+        self.on_firmware_line = on_firmware_line
+        self.boards: list[TwinBoard] = []
+        self.daemon: Daemon | None = None
+        self._up = threading.Condition()
+        self._up_ports: set[str] = set()
+
+    def start(self) -> Twin:
+        fw_dir = self.workdir / "firmware"
+        compile_tree(out=fw_dir)
+        for i in range(self.n):
+            wire = WireModel(self.baud, self.workdir / "dev", name=f"board{i}", seed=self.seed + i)
+            wire.start()
+            cb = self.on_firmware_line
+            fw = FirmwareProcess(
+                fw_dir, {"host": wire.path_a}, bauds={"host": self.baud},
+                board_id=f"{0xC0A7_0000 + i:08x}{os.getpid() & 0xFFFF:04x}{i:04x}",
+                state_dir=self.workdir / f"state{i}",
+                heap=self.heap,
+                on_line=(lambda line, i=i, cb=cb: cb(i, line)) if cb else None,
+                # A rebooted board's UART starts empty; a pty would keep stale bytes.
+                before_boot=lambda w=wire: w.flush_input("a"),
+            )
+            self.boards.append(TwinBoard(i, wire, fw))
+        self.daemon = Daemon([b.port for b in self.boards], baud=self.baud,
+                             heartbeat_ms=self.heartbeat_ms)
+        self.daemon.subscribe(self._track_up)
+        self.daemon.start()
+        for b in self.boards:
+            b.firmware.start()
+        return self
+
+    def _track_up(self, ev: object) -> None:
+        if isinstance(ev, BoardUp):
+            with self._up:
+                self._up_ports.add(ev.port)
+                self._up.notify_all()
+
+    def wait_all_up(self, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._up:
+            while not all(self.daemon and self.daemon.connections[b.port].up
+                          for b in self.boards):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._up.wait(min(left, 0.1))
+        return True
+
+    def stop(self) -> None:
+        for b in self.boards:
+            b.firmware.stop()
+        if self.daemon:
+            self.daemon.stop()
+        for b in self.boards:
+            b.wire.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+    def __enter__(self) -> Twin:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
