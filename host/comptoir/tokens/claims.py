@@ -103,7 +103,12 @@ _BENEFICIARY_KEYS = frozenset(
         P_QUALITY,
     )
 )
+_INSURED_REQUIRED = frozenset((P_NIR, P_FAMILY_NAME, P_GIVEN_NAMES, P_BIRTH_DATE))
+_BENEFICIARY_REQUIRED = frozenset((P_GIVEN_NAMES, P_BIRTH_DATE, P_RANK, P_QUALITY))
+_CNF_KEYS = frozenset((CNF_COSE_KEY,))
+_AMC_KEYS = frozenset((A_NUMBER, A_CONTRACT_TYPE, A_PERIOD, A_TIERS_PAYANT))
 _PRESENTATION_KEYS = frozenset((TYP, IAT, CTI, PR_CREDENTIAL, PR_COUNTER, PR_CHALLENGE))
+_PRESENTATION_REQUIRED = _PRESENTATION_KEYS - {PR_CHALLENGE}
 
 
 # --- strict readers -------------------------------------------------------------------------
@@ -212,7 +217,7 @@ def parse_credential(claims: Any, now: int) -> Credential:
     c = claims_map(claims, "credential", _CREDENTIAL_KEYS, _CREDENTIAL_REQUIRED)
     today = dt.datetime.fromtimestamp(now, dt.UTC).date()
 
-    cnf = claims_map(c[CNF], "cnf", frozenset((CNF_COSE_KEY,)), frozenset((CNF_COSE_KEY,)))
+    cnf = claims_map(c[CNF], "cnf", _CNF_KEYS, _CNF_KEYS)
     device_key = cose.parse_key(cnf[CNF_COSE_KEY])
 
     aff = array(c[C_AFFILIATION], "affiliation", 3)
@@ -226,7 +231,7 @@ def parse_credential(claims: Any, now: int) -> Credential:
         c[C_INSURED],
         "insured",
         _INSURED_KEYS,
-        frozenset((P_NIR, P_FAMILY_NAME, P_GIVEN_NAMES, P_BIRTH_DATE)),
+        _INSURED_REQUIRED,
     )
     nir = ins[P_NIR]
     info = parse_nir(nir)
@@ -255,8 +260,8 @@ def parse_credential(claims: Any, now: int) -> Credential:
         a = claims_map(
             c[C_AMC],
             "amc",
-            frozenset((A_NUMBER, A_CONTRACT_TYPE, A_PERIOD, A_TIERS_PAYANT)),
-            frozenset((A_NUMBER, A_CONTRACT_TYPE, A_PERIOD, A_TIERS_PAYANT)),
+            _AMC_KEYS,
+            _AMC_KEYS,
         )
         tp = uint(a[A_TIERS_PAYANT], "tiers payant", 99)
         if tp not in TIERS_PAYANT_CODES:
@@ -306,7 +311,7 @@ def _beneficiaries(
             item,
             "beneficiary",
             _BENEFICIARY_KEYS,
-            frozenset((P_GIVEN_NAMES, P_BIRTH_DATE, P_RANK, P_QUALITY)),
+            _BENEFICIARY_REQUIRED,
         )
         bd = birth_date(b[P_BIRTH_DATE], today)
         if bd is None:
@@ -429,7 +434,7 @@ def parse_presentation(claims: Any) -> tuple[int, bytes, int, bytes, bytes | Non
         claims,
         "presentation",
         _PRESENTATION_KEYS,
-        frozenset((TYP, IAT, CTI, PR_CREDENTIAL, PR_COUNTER)),
+        _PRESENTATION_REQUIRED,
     )
     challenge = p.get(PR_CHALLENGE)
     if challenge is not None:

@@ -132,12 +132,13 @@ class Verifier:
             # without the input (it may hold personal data).
             log.exception("token verification failed unexpectedly (channel %s)", channel)
             return Refused(Reason.INTERNAL_ERROR)
-        log.info(
-            "accepted %s presentation: credential %s, insured %s",
-            channel,
-            result.credential_id.hex()[:8],
-            mask_nir(result.insured.nir),
-        )
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                "accepted %s presentation: credential %s, insured %s",
+                channel,
+                result.credential_id.hex()[:8],
+                mask_nir(result.insured.nir),
+            )
         return result
 
     @staticmethod

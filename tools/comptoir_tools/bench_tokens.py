@@ -1,0 +1,194 @@
+"""Token verification throughput on one core, against the raw ES256 bound in the same run.
+
+    from comptoir_tools.bench_tokens import run
+    figures = run()   # a dict; `make bench` reports it
+
+A presentation needs two ES256 verifications (issuer over the credential, device over the
+presentation), so the bound is raw_per_s / 2 and `ratio` = verified_per_s / (raw_per_s / 2).
+Every presentation verified is distinct (fresh cti, own counter) and goes through the whole
+pipeline, including the SQLite commit of the replay cache, so nothing is served from a cache.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from comptoir.tokens import cbor_safe, claims, cose
+from comptoir.tokens.challenges import ChallengeRegistry
+from comptoir.tokens.replay import VerifierState
+from comptoir.tokens.status import StatusLists
+from comptoir.tokens.trust import TrustStore
+from comptoir.tokens.verify import (
+    CREDENTIAL_CLAIMS_LIMITS,
+    PRESENTATION_LIMITS,
+    Verifier,
+    decode_qr,
+)
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from comptoir_tools.identities import family
+from comptoir_tools.pki import TestPki
+from comptoir_tools.wallet import Wallet
+
+SIGNATURES_PER_PRESENTATION = 2
+
+
+def _rate(count: int, fn: Callable[[], None], repeats: int) -> float:
+    """Operations per second: the median of `repeats` timed runs of `fn` (count ops each)."""
+    rates = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        rates.append(count / (time.perf_counter() - t))
+    return statistics.median(rates)
+
+
+def _pin_one_core() -> Callable[[], None]:
+    if not hasattr(os, "sched_setaffinity"):
+        return lambda: None
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(before)})
+    return lambda: os.sched_setaffinity(0, before)
+
+
+def run(presentations: int = 600, wallets: int = 40, repeats: int = 3) -> dict[str, float | int]:
+    restore = _pin_one_core()
+    try:
+        return _run(presentations, wallets, repeats)
+    finally:
+        restore()
+
+
+def _run(n: int, n_wallets: int, repeats: int) -> dict[str, float | int]:
+    now = int(time.time())
+    today = dt.datetime.fromtimestamp(now, dt.UTC).date()
+    pki = TestPki(seed=42, now=now)
+    issuer = pki.issuers[0]
+    trust = TrustStore([pki.anchor])
+    trust.load(pki.trust_list(now=now), now)
+    wallets = []
+    for i in range(n_wallets):
+        credential, device = issuer.activate(
+            family(1000 + i, beneficiaries=2, today=today), now=now - 60
+        )
+        wallets.append(Wallet(credential, device))
+    status = StatusLists(trust)
+    status.load(issuer.status_list(now=now), now)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Fresh state per repeat, so that every verification is a first sight.
+        batches_qr = [
+            [wallets[i % n_wallets].present_qr(now=now) for i in range(n)] for _ in range(repeats)
+        ]
+        registry = ChallengeRegistry(per_board=n + 1, ttl=3600)
+        batches_nfc = []
+        for r in range(repeats):
+            batch = []
+            for i in range(n):
+                board = f"bench-{r}"
+                batch.append(
+                    (
+                        wallets[i % n_wallets].present_nfc(registry.issue(board, now=now), now=now),
+                        board,
+                    )
+                )
+            batches_nfc.append(batch)
+
+        def verifier(tag: str) -> Verifier:
+            state = VerifierState(Path(tmp) / f"{tag}.db", pepper=b"bench-pepper-0123456789")
+            return Verifier(trust, status, state, registry)
+
+        qr_runs = iter(range(repeats))
+        nfc_runs = iter(range(repeats))
+
+        def verify_qr() -> None:
+            r = next(qr_runs)
+            v = verifier(f"qr{r}")
+            for text in batches_qr[r]:
+                if not v.verify_qr(text, now=now).ok:
+                    raise RuntimeError("bench presentation refused")
+
+        def verify_nfc() -> None:
+            r = next(nfc_runs)
+            v = verifier(f"nfc{r}")
+            for data, board in batches_nfc[r]:
+                if not v.verify_nfc(data, board, now=now).ok:
+                    raise RuntimeError("bench presentation refused")
+
+        qr_per_s = _rate(n, verify_qr, repeats)
+        nfc_per_s = _rate(n, verify_nfc, repeats)
+
+    # The raw bound: cryptography's ES256 verify with a loaded key over a same-sized message.
+    sample = decode_qr(batches_qr[0][0])
+    key = ec.generate_private_key(ec.SECP256R1())
+    der = key.sign(sample, ec.ECDSA(hashes.SHA256()))
+    pub = key.public_key()
+    algorithm = ec.ECDSA(hashes.SHA256())
+
+    def raw() -> None:
+        for _ in range(n):
+            pub.verify(der, sample, algorithm)
+
+    raw_per_s = _rate(n, raw, repeats)
+    bound = raw_per_s / SIGNATURES_PER_PRESENTATION
+    return {
+        "verified_per_s": round(qr_per_s),
+        "verified_qr_per_s": round(qr_per_s),
+        "verified_nfc_per_s": round(nfc_per_s),
+        "raw_es256_verify_per_s": round(raw_per_s),
+        "signatures_per_presentation": SIGNATURES_PER_PRESENTATION,
+        "ratio": round(qr_per_s / bound, 3),
+        "ratio_nfc": round(nfc_per_s / bound, 3),
+        "presentation_bytes": len(sample),
+        **_breakdown(sample, repeats),
+    }
+
+
+def _breakdown(presentation: bytes, repeats: int) -> dict[str, float]:
+    """Where the time goes, per presentation, in microseconds (for docs/tokens.md)."""
+    count = 2000
+    sign1 = cose.parse_sign1(presentation, PRESENTATION_LIMITS)
+    pres_claims = cbor_safe.decode(sign1.payload, cbor_safe.CborLimits(2048, 2, 16, 8))
+    cred_sign1 = cose.parse_sign1(
+        pres_claims[claims.PR_CREDENTIAL], PRESENTATION_LIMITS, frozenset((1, 4))
+    )
+    cred_payload = cred_sign1.payload
+    cred_claims = cbor_safe.decode(cred_payload, CREDENTIAL_CLAIMS_LIMITS)
+    cose_key = cred_claims[claims.CNF][claims.CNF_COSE_KEY]
+    text = "CV1:" + __import__("comptoir.tokens.base45", fromlist=["encode"]).encode(presentation)
+
+    def per_op(fn: Callable[[], object]) -> float:
+        def loop() -> None:
+            for _ in range(count):
+                fn()
+
+        return round(1e6 / _rate(count, loop, repeats), 1)
+
+    return {
+        "us_base45_decode": per_op(lambda: decode_qr(text)),
+        "us_cbor_scan_all": per_op(
+            lambda: (
+                cbor_safe.scan(presentation, PRESENTATION_LIMITS),
+                cbor_safe.scan(cred_payload, CREDENTIAL_CLAIMS_LIMITS),
+            )
+        ),
+        "us_cbor2_decode_credential_claims": per_op(
+            lambda: __import__("cbor2").loads(cred_payload)
+        ),
+        "us_load_device_key": per_op(lambda: cose.parse_key(cose_key)),
+        "us_parse_credential_claims": per_op(
+            lambda: claims.parse_credential(cred_claims, int(time.time()))
+        ),
+    }
+
+
+if __name__ == "__main__":
+    for k, v in run().items():
+        print(f"{k}: {v}")
