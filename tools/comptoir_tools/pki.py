@@ -37,6 +37,7 @@ from comptoir_tools.identities import NIR_KINDS, Family, family
 
 DAY = 86400
 STATUS_BITS = 2
+STATUS_CAPACITY_STEP = 1024  # entries
 
 
 def derive_key(seed: int, label: str) -> ec.EllipticCurvePrivateKey:
@@ -209,11 +210,15 @@ class Issuer:
         self.statuses[index] = value
 
     def status_list(self, *, now: int, ttl: int = 3600, validity: int = DAY) -> bytes:
+        # Published with spare capacity, as real lists are: a phone activated after this
+        # publication still finds its index (VALID) until the next one.
+        capacity = -(-(len(self.statuses) + 1) // STATUS_CAPACITY_STEP) * STATUS_CAPACITY_STEP
+        values = bytes(self.statuses) + bytes(capacity - len(self.statuses))
         return status_list(
             self.key,
             self.kid,
             list_id=self.status_list_id,
-            entries=pack_statuses(self.statuses),
+            entries=pack_statuses(values),
             issued_at=now,
             expires_at=now + validity,
             ttl=ttl,
