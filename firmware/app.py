@@ -5,6 +5,7 @@ import gc
 import sys
 
 import board as board_layer
+
 from comptoir_link import frames as F
 from comptoir_link.compat import const
 from comptoir_link.link import COUNTER_NAMES, UP, Link

@@ -5,7 +5,14 @@ import time
 
 
 class BoardBase:
-    """Shared behaviour; a backend sets name, board_id, _uarts, _outputs, _config_path."""
+    """Shared behaviour of the backends."""
+
+    def __init__(self, name, definition, board_id, uarts, config_path):
+        self.name = name
+        self.definition = definition
+        self.board_id = board_id
+        self._uarts = uarts
+        self._config_path = config_path
 
     ticks_ms = staticmethod(time.ticks_ms)
     ticks_diff = staticmethod(time.ticks_diff)

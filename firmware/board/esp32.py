@@ -22,18 +22,20 @@ class _Output:
 
 class Esp32Board(BoardBase):
     def __init__(self, definition, provisioning):
-        self.name = definition["name"]
-        self.definition = definition
-        self.board_id = bytes.fromhex(provisioning.get("board_id", "")) or machine.unique_id()
-        self._config_path = "/comptoir.json"
-        self._uarts = {}
+        uarts = {}
         for role, u in definition.get("uarts", {}).items():
             # Always pass tx and rx: UART1's default pins are the flash/PSRAM ones.
-            self._uarts[role] = machine.UART(
+            # Large ring buffers (outside the Python heap) keep a 4 kB frame from
+            # blocking the main loop while it drains at the line rate.
+            uarts[role] = machine.UART(
                 u["id"], baudrate=u["baud"], tx=u["tx"], rx=u["rx"],
-                rxbuf=u.get("rxbuf", 4096), txbuf=u.get("txbuf", 1024),
+                rxbuf=u.get("rxbuf", 8192), txbuf=u.get("txbuf", 8192),
                 timeout=0, timeout_char=u.get("timeout_char", 2),
             )
+        bid = provisioning.get("board_id", "")
+        BoardBase.__init__(self, definition["name"], definition,
+                           bytes.fromhex(bid) if bid else machine.unique_id(), uarts,
+                           "/comptoir.json")
         self._outputs = {}
         for name, o in definition.get("outputs", {}).items():
             self._outputs[name] = _Output(o["pin"], o.get("active_low", False))

@@ -137,11 +137,8 @@ class _SoftWatchdog:
 
 class UnixBoard(BoardBase):
     def __init__(self, definition, uarts, state_dir, board_id):
-        self.name = definition.get("name", "twin")
-        self.definition = definition
-        self.board_id = board_id
-        self._uarts = uarts
-        self._config_path = state_dir + "/comptoir.json"
+        BoardBase.__init__(self, definition.get("name", "twin"), definition, board_id, uarts,
+                           state_dir + "/comptoir.json")
         self._outputs = {}
         self._poll = select.poll()
         self._polled = []

@@ -154,7 +154,7 @@ class Link:
         self.rx_expected = 0
         self._ack_owed = False
         self._nak_owed = False
-        self._rtx_deadline = 0
+        self._rtx_deadline = self._clock()
         self._fast_rtx_after = self._clock()
         self._nak_after = self._clock()
         self._reset_after = self._clock()

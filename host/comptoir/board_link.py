@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import Any
 
 import serial
-from comptoir_link import frames as F
-from comptoir_link.link import COUNTER_NAMES, UP, Link
 
 from comptoir.events import BoardDown, BoardInfo, BoardUp, LinkError, Message, PortLost, PortOpened
+from comptoir_link import frames as F
+from comptoir_link.link import COUNTER_NAMES, UP, Link
 
 log = logging.getLogger("comptoir.board")
 

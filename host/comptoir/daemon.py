@@ -11,8 +11,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from comptoir_link import frames as F
-
 from comptoir.board_link import BoardConnection
 from comptoir.discovery import DEFAULT_USB_IDS, find_boards
 from comptoir.events import (
@@ -25,6 +23,7 @@ from comptoir.events import (
     PortLost,
     PortOpened,
 )
+from comptoir_link import frames as F
 
 log = logging.getLogger("comptoir.daemon")
 

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from comptoir.daemon import Daemon
 from comptoir.events import BoardUp
-
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.wire import WireModel
 

@@ -1,0 +1,107 @@
+"""The `comptoir` command line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from comptoir import __version__, logs
+
+# Subcommands implemented by a tool module's main(argv): name -> (module, help).
+TOOL_COMMANDS: dict[str, tuple[str, str]] = {
+    "twin": ("comptoir_tools.twin_terminal", "run the whole terminal as a software twin"),
+    "bench": ("comptoir_tools.bench", "run the benchmarks and write BENCHMARKS.md"),
+    "firmware-build": ("comptoir_tools.firmware_build", "compile the firmware to .mpy"),
+    "pki": ("comptoir_tools.pki", "test PKI: trust anchor, issuers, credentials, status list"),
+    "wallet": ("comptoir_tools.wallet", "simulated phone wallet: QR and NFC presentations"),
+    "pn532": ("comptoir_tools.pn532_probe", "PC-side PN532 probe: `comptoir pn532 probe --port`"),
+}
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from comptoir.daemon import Daemon
+    from comptoir.discovery import DEFAULT_USB_IDS, parse_usb_id
+
+    logs.setup(args.log_level, path=args.log_file)
+    usb_ids = [parse_usb_id(u) for u in args.usb_id] or list(DEFAULT_USB_IDS)
+    discover = not args.port or args.discover
+    daemon = Daemon(args.port, baud=args.baud, heartbeat_ms=args.heartbeat_ms,
+                    discover=discover, usb_ids=usb_ids)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    daemon.start()
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        daemon.stop()
+    return 0
+
+
+def _cmd_boards(args: argparse.Namespace) -> int:
+    from serial.tools import list_ports
+
+    from comptoir.discovery import DEFAULT_USB_IDS, parse_usb_id
+
+    wanted = {parse_usb_id(u) for u in args.usb_id} or set(DEFAULT_USB_IDS)
+    ports = list(list_ports.comports())
+    if not ports:
+        print("no serial ports found")
+    for p in ports:
+        mark = "reader board?" if (p.vid, p.pid) in wanted else ""
+        ids = f"{p.vid:04x}:{p.pid:04x}" if p.vid is not None else "-"
+        print(f"{p.device:20} {ids:10} {p.description or '':40} {mark}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="comptoir", description="Comptoir: the pharmacy-counter "
+                                 "terminal for the smartphone carte Vitale.")
+    ap.add_argument("--version", action="version", version=f"comptoir {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the host daemon")
+    run.add_argument("--port", action="append", default=[],
+                     help="a board's serial port or pyserial URL (repeat for several)")
+    run.add_argument("--discover", action="store_true",
+                     help="also find boards by USB id (the default when no --port is given)")
+    run.add_argument("--usb-id", action="append", default=[], metavar="VID:PID")
+    run.add_argument("--baud", type=int, default=115200)
+    run.add_argument("--heartbeat-ms", type=int, default=1000)
+    run.add_argument("--log-file", help="JSON-lines log file (default: standard error)")
+    run.add_argument("--log-level", default="info")
+    run.set_defaults(func=_cmd_run)
+
+    boards = sub.add_parser("boards", help="list serial ports and the reader boards among them")
+    boards.add_argument("--usb-id", action="append", default=[], metavar="VID:PID")
+    boards.set_defaults(func=_cmd_boards)
+
+    for name, (_module, help_text) in TOOL_COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, add_help=False)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
+        p.set_defaults(tool=name)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    ap = build_parser()
+    # Tool subcommands parse their own options (and their own --help).
+    if argv and argv[0] in TOOL_COMMANDS:
+        module = importlib.import_module(TOOL_COMMANDS[argv[0]][0])
+        tool_main: Callable[[list[str]], int] = module.main
+        return tool_main(argv[1:])
+    args = ap.parse_args(argv)
+    if not getattr(args, "func", None):
+        ap.print_help()
+        return 2
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
