@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from comptoir.tokens.base45 import ALPHABET, Base45Error, decode, encode
 from hypothesis import given
 from hypothesis import strategies as st
+
+from comptoir.tokens.base45 import ALPHABET, Base45Error, decode, encode
 
 RFC_9285 = [
     (b"AB", "BB8"),

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import cbor2
 import pytest
-from comptoir.tokens.cbor_safe import CborLimits, decode, scan
-from comptoir.tokens.reasons import Reason, TokenError
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from comptoir.tokens.cbor_safe import CborLimits, decode, scan
+from comptoir.tokens.reasons import Reason, TokenError
 
 WIDE = CborLimits(max_bytes=1 << 16, max_depth=64, max_items=10_000, max_container=10_000)
 TAGGED = CborLimits(max_bytes=1 << 16, max_depth=8, max_items=100, max_container=100, top_tag=18)

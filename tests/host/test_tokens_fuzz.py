@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from comptoir.tokens.base45 import ALPHABET
-from comptoir.tokens.reasons import Reason
-from comptoir.tokens.verify import decode_qr
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from tokens_fixtures import BOARD, NOW, World
+
+from comptoir.tokens.base45 import ALPHABET
+from comptoir.tokens.reasons import Reason
+from comptoir.tokens.verify import decode_qr
 
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

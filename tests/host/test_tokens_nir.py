@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from comptoir.tokens.nir import mask_nir, nir_key, parse_nir, with_key
 from comptoir.tokens.reasons import Reason, TokenError
 from comptoir_tools.identities import NIR_KINDS, family
-from hypothesis import given
-from hypothesis import strategies as st
 
 # Fictitious numbers (commune/country codes 990-999 are unassigned); keys worked out by hand.
 KEYS = [

@@ -7,15 +7,16 @@ import time
 import cbor2
 import cwt
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cwt import COSE, COSEKey
+from tokens_fixtures import NOW, World, sign1_parts
+
 from comptoir.tokens import claims, cose
 from comptoir.tokens.cbor_safe import CborLimits
 from comptoir.tokens.verify import decode_qr
 from comptoir_tools.pki import new_device_key
 from comptoir_tools.wallet import Wallet
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cwt import COSE, COSEKey
-from tokens_fixtures import NOW, World, sign1_parts
 
 LIMITS = CborLimits(max_bytes=4096, max_depth=4, max_items=64, max_container=8, top_tag=18)
 

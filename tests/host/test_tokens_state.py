@@ -6,10 +6,11 @@ import sqlite3
 import threading
 
 import pytest
+from tokens_fixtures import BOARD, NOW, PEPPER, World
+
 from comptoir.tokens.challenges import CHALLENGE_BYTES, ChallengeRegistry
 from comptoir.tokens.reasons import Reason, TokenError
 from comptoir.tokens.replay import VerifierState, load_pepper, replay_key
-from tokens_fixtures import BOARD, NOW, PEPPER, World
 
 NIR = "185057599012304"
 

@@ -6,16 +6,6 @@ import dataclasses
 
 import cbor2
 import pytest
-from comptoir.tokens import claims, cose
-from comptoir.tokens.model import Channel, Verified
-from comptoir.tokens.nir import with_key
-from comptoir.tokens.reasons import Reason
-from comptoir.tokens.status import INVALID, SUSPENDED
-from comptoir.tokens.trust import ROLE_SIGN_STATUS_LISTS, TrustStore
-from comptoir.tokens.verify import Policy, decode_qr, encode_qr
-from comptoir_tools import pki as pki_tools
-from comptoir_tools.pki import TestPki, derive_key, new_device_key
-from comptoir_tools.wallet import Wallet
 from cryptography.hazmat.primitives.asymmetric import ec
 from tokens_fixtures import (
     BOARD,
@@ -26,6 +16,17 @@ from tokens_fixtures import (
     resign,
     sign1_parts,
 )
+
+from comptoir.tokens import claims, cose
+from comptoir.tokens.model import Channel, Verified
+from comptoir.tokens.nir import with_key
+from comptoir.tokens.reasons import Reason
+from comptoir.tokens.status import INVALID, SUSPENDED
+from comptoir.tokens.trust import ROLE_SIGN_STATUS_LISTS, TrustStore
+from comptoir.tokens.verify import Policy, decode_qr, encode_qr
+from comptoir_tools import pki as pki_tools
+from comptoir_tools.pki import TestPki, derive_key, new_device_key
+from comptoir_tools.wallet import Wallet
 
 
 @pytest.fixture

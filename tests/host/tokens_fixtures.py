@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from comptoir.tokens import claims, cose
 from comptoir.tokens.challenges import ChallengeRegistry
 from comptoir.tokens.model import Credential
@@ -19,7 +21,6 @@ from comptoir.tokens.verify import Policy, Verifier, decode_qr, encode_qr
 from comptoir_tools.identities import Family, family
 from comptoir_tools.pki import TestPki, new_device_key
 from comptoir_tools.wallet import Wallet
-from cryptography.hazmat.primitives.asymmetric import ec
 
 NOW = 1_790_000_000  # 2026-09-21, a fixed clock for every test
 TODAY = dt.datetime.fromtimestamp(NOW, dt.UTC).date()

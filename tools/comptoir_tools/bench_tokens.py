@@ -19,6 +19,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
 from comptoir.tokens import cbor_safe, claims, cose
 from comptoir.tokens.challenges import ChallengeRegistry
 from comptoir.tokens.replay import VerifierState
@@ -30,9 +33,6 @@ from comptoir.tokens.verify import (
     Verifier,
     decode_qr,
 )
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from comptoir_tools.identities import family
 from comptoir_tools.pki import TestPki
 from comptoir_tools.wallet import Wallet

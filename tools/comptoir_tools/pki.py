@@ -27,12 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import cbor2
-from comptoir.tokens import claims, cose, status, trust
-from comptoir.tokens.model import Credential
-from comptoir.tokens.nir import mask_nir
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from comptoir.tokens import claims, cose, status, trust
+from comptoir.tokens.model import Credential
+from comptoir.tokens.nir import mask_nir
 from comptoir_tools.identities import NIR_KINDS, Family, family
 
 DAY = 86400

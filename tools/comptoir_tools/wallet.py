@@ -23,10 +23,11 @@ from pathlib import Path
 
 import cbor2
 import segno
-from comptoir.tokens import claims, cose
-from comptoir.tokens.verify import encode_qr
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from comptoir.tokens import claims, cose
+from comptoir.tokens.verify import encode_qr
 
 PRESENTATION_ID_BYTES = 8
 
