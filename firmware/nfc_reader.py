@@ -12,7 +12,6 @@
 # between calls. "Same tap" means "still in the field": a phone's UID is random
 # on every tap, so after a read (or a refused tap) the reader re-polls until the
 # field has been empty `absent_polls` times in a row before it reads again.
-from comptoir_link.compat import const, ticks_add, ticks_diff, ticks_ms
 from pn532.apdu import CHALLENGE_LEN, Apdu, read_presentation, select_comptoir
 from pn532.errors import (
     AppLocked,
@@ -22,6 +21,8 @@ from pn532.errors import (
     TargetGone,
 )
 from pn532.transport import sleep_ms
+
+from comptoir_link.compat import const, ticks_add, ticks_diff, ticks_ms
 
 _PRESENCE_INTERVAL_MS = const(50)
 

@@ -4,7 +4,6 @@
 # the PN532 carry at most about 255 bytes per APDU and no extended length.
 # Every APDU is documented byte by byte in docs/nfc.md.
 from comptoir_link.compat import const
-
 from pn532.errors import ResponseTooLong, ResponseTooShort, StatusWordError, sw_error
 
 CLA_ISO = const(0x00)

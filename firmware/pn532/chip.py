@@ -10,7 +10,6 @@
 # All buffers are allocated once here. A reply is returned as a memoryview into
 # the receive buffer: valid until the next command.
 from comptoir_link.compat import const, ticks_add, ticks_diff, ticks_ms
-
 from pn532 import frame
 from pn532.errors import (
     PN532BadReply,

@@ -34,35 +34,50 @@ class PN532NotFound(PN532Error):
 
 
 # The status byte of InDataExchange/InListPassiveTarget/InRelease (bits 0-5),
-# from the PN532 user manual's error table as quoted by nfcpy and libnfc.
-STATUS_NAMES = {
-    0x01: "RF_TIMEOUT",  # the target did not answer
-    0x02: "RF_CRC",
-    0x03: "RF_PARITY",
-    0x04: "ANTICOLLISION_BIT_COUNT",
-    0x05: "MIFARE_FRAMING",
-    0x06: "BIT_COLLISION",
-    0x07: "BUFFER_TOO_SMALL",
-    0x09: "RF_BUFFER_OVERFLOW",
-    0x0A: "RF_FIELD_TIMEOUT",  # active mode: field not switched on in time
-    0x0B: "RF_PROTOCOL",
-    0x0D: "OVERHEATING",
-    0x0E: "INTERNAL_BUFFER_OVERFLOW",
-    0x10: "INVALID_PARAMETER",
-    0x12: "DEP_UNSUPPORTED_COMMAND",
-    0x13: "RF_FORMAT",  # format error in a received RF frame
-    0x14: "MIFARE_AUTH",
-    0x23: "UID_CHECK_BYTE",
-    0x25: "DEP_INVALID_STATE",
-    0x26: "OPERATION_NOT_ALLOWED",
-    0x27: "COMMAND_NOT_ACCEPTABLE",  # e.g. no target listed
-    0x29: "TARGET_RELEASED",  # released by the initiator / the phone
-    0x2A: "CARD_ID_MISMATCH",
-    0x2B: "CARD_DISAPPEARED",
-    0x2C: "NFCID3_MISMATCH",
-    0x2D: "OVER_CURRENT",
-    0x2E: "NAD_MISSING",
-}
+# from the PN532 user manual's error table as quoted by nfcpy and libnfc. One
+# string, not a dict: names are looked up only when an error happens, and a
+# string costs a fraction of a dict's heap.
+STATUS_TABLE = (
+    " 01:RF_TIMEOUT"  # the target did not answer
+    " 02:RF_CRC"
+    " 03:RF_PARITY"
+    " 04:ANTICOLLISION_BIT_COUNT"
+    " 05:MIFARE_FRAMING"
+    " 06:BIT_COLLISION"
+    " 07:BUFFER_TOO_SMALL"
+    " 09:RF_BUFFER_OVERFLOW"
+    " 0A:RF_FIELD_TIMEOUT"  # active mode: field not switched on in time
+    " 0B:RF_PROTOCOL"
+    " 0D:OVERHEATING"
+    " 0E:INTERNAL_BUFFER_OVERFLOW"
+    " 10:INVALID_PARAMETER"
+    " 12:DEP_UNSUPPORTED_COMMAND"
+    " 13:RF_FORMAT"  # format error in a received RF frame
+    " 14:MIFARE_AUTH"
+    " 23:UID_CHECK_BYTE"
+    " 25:DEP_INVALID_STATE"
+    " 26:OPERATION_NOT_ALLOWED"
+    " 27:COMMAND_NOT_ACCEPTABLE"  # e.g. no target listed
+    " 29:TARGET_RELEASED"  # released by the initiator / the phone
+    " 2A:CARD_ID_MISMATCH"
+    " 2B:CARD_DISAPPEARED"
+    " 2C:NFCID3_MISMATCH"
+    " 2D:OVER_CURRENT"
+    " 2E:NAD_MISSING"
+    " "
+)
+
+
+def _lookup(table, key):
+    i = table.find(" " + key + ":")
+    if i < 0:
+        return None
+    i += len(key) + 2
+    return table[i : table.find(" ", i)]
+
+
+def status_name(code):
+    return _lookup(STATUS_TABLE, "%02X" % code) or "STATUS_%02X" % code
 
 
 class PN532StatusError(PN532Error):
@@ -70,7 +85,7 @@ class PN532StatusError(PN532Error):
 
     def __init__(self, code):
         self.code = code
-        self.name = STATUS_NAMES.get(code, "STATUS_%02X" % code)
+        self.name = status_name(code)
         super().__init__("PN532 status 0x%02X %s" % (code, self.name))
 
 
@@ -105,50 +120,48 @@ def status_error(code):
     return ChipStatusError(code)
 
 
-# ISO 7816-4 status words (the phone's answer to an APDU).
-SW_NAMES = {
-    0x6281: "DATA_CORRUPTED",
-    0x6282: "END_OF_FILE",
-    0x6283: "FILE_INVALIDATED",
-    0x6400: "EXECUTION_ERROR",
-    0x6581: "MEMORY_FAILURE",
-    0x6700: "WRONG_LENGTH",
-    0x6881: "LOGICAL_CHANNEL_NOT_SUPPORTED",
-    0x6882: "SECURE_MESSAGING_NOT_SUPPORTED",
-    0x6982: "SECURITY_STATUS_NOT_SATISFIED",  # Comptoir: the app is locked
-    0x6983: "AUTH_METHOD_BLOCKED",
-    0x6985: "CONDITIONS_NOT_SATISFIED",
-    0x6986: "COMMAND_NOT_ALLOWED",
-    0x6A80: "WRONG_DATA",
-    0x6A81: "FUNCTION_NOT_SUPPORTED",
-    0x6A82: "APPLICATION_NOT_FOUND",  # Android: AID not registered
-    0x6A84: "NOT_ENOUGH_MEMORY",
-    0x6A86: "INCORRECT_P1_P2",
-    0x6A88: "DATA_NOT_FOUND",
-    0x6B00: "WRONG_P1_P2",
-    0x6D00: "INS_NOT_SUPPORTED",
-    0x6E00: "CLA_NOT_SUPPORTED",
-    0x6F00: "UNKNOWN_ERROR",
-}
-_SW1_NAMES = {
-    0x62: "WARNING_UNCHANGED",
-    0x63: "WARNING_CHANGED",
-    0x64: "EXECUTION_ERROR",
-    0x65: "MEMORY_ERROR",
-    0x67: "WRONG_LENGTH",
-    0x68: "CLA_FUNCTION_NOT_SUPPORTED",
-    0x69: "COMMAND_NOT_ALLOWED",
-    0x6A: "WRONG_PARAMETERS",
-    0x6C: "WRONG_LE",
-    0x61: "MORE_DATA",
-}
+# ISO 7816-4 status words (the phone's answer to an APDU), then SW1 families.
+SW_TABLE = (
+    " 6281:DATA_CORRUPTED"
+    " 6282:END_OF_FILE"
+    " 6283:FILE_INVALIDATED"
+    " 6400:EXECUTION_ERROR"
+    " 6581:MEMORY_FAILURE"
+    " 6700:WRONG_LENGTH"
+    " 6881:LOGICAL_CHANNEL_NOT_SUPPORTED"
+    " 6882:SECURE_MESSAGING_NOT_SUPPORTED"
+    " 6982:SECURITY_STATUS_NOT_SATISFIED"  # Comptoir: the app is locked
+    " 6983:AUTH_METHOD_BLOCKED"
+    " 6985:CONDITIONS_NOT_SATISFIED"
+    " 6986:COMMAND_NOT_ALLOWED"
+    " 6A80:WRONG_DATA"
+    " 6A81:FUNCTION_NOT_SUPPORTED"
+    " 6A82:APPLICATION_NOT_FOUND"  # Android: AID not registered
+    " 6A84:NOT_ENOUGH_MEMORY"
+    " 6A86:INCORRECT_P1_P2"
+    " 6A88:DATA_NOT_FOUND"
+    " 6B00:WRONG_P1_P2"
+    " 6D00:INS_NOT_SUPPORTED"
+    " 6E00:CLA_NOT_SUPPORTED"
+    " 6F00:UNKNOWN_ERROR"
+    " 61:MORE_DATA"
+    " 62:WARNING_UNCHANGED"
+    " 63:WARNING_CHANGED"
+    " 64:EXECUTION_ERROR"
+    " 65:MEMORY_ERROR"
+    " 67:WRONG_LENGTH"
+    " 68:CLA_FUNCTION_NOT_SUPPORTED"
+    " 69:COMMAND_NOT_ALLOWED"
+    " 6A:WRONG_PARAMETERS"
+    " 6C:WRONG_LE"
+    " "
+)
 
 
 def sw_name(sw):
-    name = SW_NAMES.get(sw)
+    name = _lookup(SW_TABLE, "%04X" % sw)
     if name is None:
-        name = _SW1_NAMES.get(sw >> 8, "SW")
-        name = "%s_%04X" % (name, sw)
+        name = "%s_%04X" % (_lookup(SW_TABLE, "%02X" % (sw >> 8)) or "SW", sw)
     return name
 
 

@@ -14,7 +14,6 @@
 # ask the transport for exactly the bytes of one frame and never read into the
 # next one.
 from comptoir_link.compat import const
-
 from pn532.errors import PN532FrameError
 
 TFI_HOST = const(0xD4)

@@ -121,7 +121,11 @@ def test_in_data_exchange_select():
 
 
 def test_in_data_exchange_every_status_is_a_named_error():
-    for code, name in errors.STATUS_NAMES.items():
+    codes = [int(e[:2], 16) for e in errors.STATUS_TABLE.split()]
+    assert len(codes) == 26 and errors.status_name(0x13) == "RF_FORMAT"
+    for code in codes:
+        name = errors.status_name(code)
+        assert name and not name.startswith("STATUS_")
         u, pn = make([(host_frame("40 01 00 B0 00 00 00"),
                        ACK + chip_frame(bytes([0x41, code])))])
         e = raises(errors.PN532StatusError, pn.exchange, hexb("00 B0 00 00 00"), 5, bytearray(8))
