@@ -24,7 +24,7 @@ setup: sysdeps $(STAMP)
 # System libraries the Python packages load at run time (pyzbar needs libzbar0).
 sysdeps:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Comptoir needs Python 3.11 or newer")'
-	@if ! ldconfig -p 2>/dev/null | grep -q 'libzbar\.so\.0'; then \
+	@if ! $(PYTHON) -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("zbar") else 1)'; then \
 		echo "Installing libzbar0 (QR decoding) with apt-get..."; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libzbar0; \
