@@ -102,3 +102,79 @@ def test_mutated_qr_bytes_are_never_accepted(setup, data):
     mutated = data.draw(mutations(raw))
     assume(mutated != raw)
     check_refused(world.qr(encode_qr(mutated)))
+
+
+# --- issuer-signed garbage: the claims parser never crashes -----------------------------------
+
+cbor_leaves = st.one_of(
+    st.integers(-(2**64), 2**64 - 1),
+    st.binary(max_size=40),
+    st.text(max_size=20),
+    st.booleans(),
+    st.none(),
+)
+cbor_values = st.recursive(
+    cbor_leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.one_of(st.integers(-30, 30), st.text(max_size=4)), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
+
+
+@st.composite
+def altered_claims(draw, claims: dict):
+    """The credential's claims with a few entries (at any depth) replaced, added or removed."""
+    import copy
+
+    claims = copy.deepcopy(claims)
+    for _ in range(draw(st.integers(1, 3))):
+        target = claims
+        # Walk down a random path of maps and lists.
+        for _ in range(draw(st.integers(0, 3))):
+            children = list(target.items()) if isinstance(target, dict) else list(enumerate(target))
+            containers = [(k, v) for k, v in children if isinstance(v, dict | list) and v]
+            if not containers:
+                break
+            _, target = draw(st.sampled_from(containers))
+        action = draw(st.sampled_from(["replace", "add", "delete"]))
+        if isinstance(target, dict):
+            if action == "add" or not target:
+                target[draw(st.integers(-30, 30))] = draw(cbor_values)
+            else:
+                key = draw(st.sampled_from(sorted(target, key=repr)))
+                if action == "delete":
+                    del target[key]
+                else:
+                    target[key] = draw(cbor_values)
+        elif target:
+            index = draw(st.integers(0, len(target) - 1))
+            if action == "delete":
+                del target[index]
+            elif action == "add":
+                target.insert(index, draw(cbor_values))
+            else:
+                target[index] = draw(cbor_values)
+    return claims
+
+
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_issuer_signed_garbage_is_refused_by_name_or_accepted_never_crashes(setup, data):
+    """Past the signatures, the claims parser sees whatever an issuer signed: it must answer
+    with a reason (or accept a still-valid credential), never fail with an exception."""
+    from comptoir.tokens import claims as claim_keys
+    from comptoir_tools.pki import new_device_key
+
+    world = setup[0]
+    device = new_device_key()
+    cred = world.issuer.credential(
+        world.family(seed=5, beneficiaries=2, amc=True), device.public_key(), now=NOW - 60
+    )
+    payload = data.draw(altered_claims(claim_keys.encode_credential(cred)))
+    wallet = world.custom_wallet(payload=payload, device=device)
+    result = world.qr(wallet.present_qr(now=NOW))
+    assert result.ok or result.reason is not Reason.INTERNAL_ERROR

@@ -68,10 +68,12 @@ class World:
         payload: dict | None = None,
         key: ec.EllipticCurvePrivateKey | None = None,
         kid: bytes | None = None,
+        device: ec.EllipticCurvePrivateKey | None = None,
         **changes: Any,
     ) -> Wallet:
-        """A phone whose credential the issuer signed with `changes` (or a raw `payload`)."""
-        device = new_device_key()
+        """A phone whose credential the issuer signed with `changes` (or a raw `payload`,
+        whose cnf should then hold `device`'s public key)."""
+        device = device or new_device_key()
         if cred is None:
             cred = self.issuer.credential(self.family(), device.public_key(), now=NOW - 3600)
         cred = dataclasses.replace(cred, device_key=device.public_key(), **changes)
