@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 import serial
-from comptoir_tools.wire import BITS_PER_BYTE, FaultConfig, LineCounters, PacedLine, WireModel
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from comptoir_tools.wire import BITS_PER_BYTE, FaultConfig, LineCounters, PacedLine, WireModel
 
 FAST = 921_600
 
