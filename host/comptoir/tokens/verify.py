@@ -9,9 +9,9 @@ Order (each step refuses with its own reason; nothing is believed before it is a
  5. credential claims, now authenticated: schema, NIR rules, beneficiaries, device key; the
     issuer certificate must cover the credential's validity
  6. device signature over the presentation (the key bound in the credential)
- 7. times with the bounded clock skew; status list; NFC challenge outstanding
- 8. commit, atomically: QR replay cache (by cti), counter increasing, activation generation;
-    NFC challenge consumed
+ 7. times with the bounded clock skew; status list
+ 8. NFC: the challenge is consumed (unknown, expired or reused: refused)
+ 9. commit, atomically: activation generation, QR replay cache (by cti), counter increasing
 """
 
 from __future__ import annotations
@@ -182,8 +182,9 @@ class Verifier:
 
         self._check_status(issuer, cred, now)
         if channel is Channel.NFC:
-            assert challenge is not None and board_id is not None
-            self.challenges.check(board_id, challenge, now)
+            if board_id is None or challenge is None:
+                raise TokenError(Reason.CHALLENGE_UNKNOWN, "no board")
+            # Spent even if the commit below refuses: the board asks for a new one per tap.
             self.challenges.consume(board_id, challenge, now)
             replay = None
         else:
