@@ -192,7 +192,7 @@ class PN532:
     def _send(self, cmd, flen):
         """Send the frame, wait for the ACK; resend once. True if the chip
         answered with the reply itself instead of an ACK (it happens)."""
-        err = None
+        err = None  # type: Exception | None
         for attempt in range(2):
             if attempt:
                 self.resends += 1
@@ -218,6 +218,8 @@ class PN532:
             # NACK (the chip asks for the frame again) or a stale frame.
             err = PN532BadReply("expected ACK to 0x%02X" % cmd)
             self._drain(2)
+        if err is None:
+            err = PN532NoAck("no ACK to command 0x%02X" % cmd)
         raise err
 
     def _is_reply(self, cmd):

@@ -18,10 +18,7 @@ from comptoir_link.compat import const
 try:
     from time import sleep_ms
 except ImportError:  # CPython
-    import time as _time
-
-    def sleep_ms(ms):
-        _time.sleep(ms / 1000)
+    from pn532.cpython_sleep import sleep_ms  # type: ignore
 
 
 # HSU wake-up: 0x55 wakes the serial interface, the zeros give the oscillator

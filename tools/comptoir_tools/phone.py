@@ -51,12 +51,9 @@ def default_presentation(
     body_len = size - len(_MAGIC) - 2 - 32
     if body_len < 0:
         raise ValueError("size too small for the default presentation")
-    blocks = []
-    counter = 0
-    while sum(map(len, blocks)) < body_len:
-        blocks.append(hashlib.sha256(seed + counter.to_bytes(4, "big")).digest())
-        counter += 1
-    body = b"".join(blocks)[:body_len]
+    body = b"".join(
+        hashlib.sha256(seed + i.to_bytes(4, "big")).digest() for i in range(-(-body_len // 32))
+    )[:body_len]
     tag = hmac.new(key, body + challenge, hashlib.sha256).digest()
     return _MAGIC + size.to_bytes(2, "big") + body + tag
 

@@ -65,8 +65,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         print(f"error: cannot open {args.port}: {e}", file=err)
         return 2
     try:
-        from adafruit_pn532.adafruit_pn532 import BusyError
-        from adafruit_pn532.uart import PN532_UART
+        from adafruit_pn532.adafruit_pn532 import BusyError  # type: ignore[import-untyped]
+        from adafruit_pn532.uart import PN532_UART  # type: ignore[import-untyped]
 
         try:
             pn = PN532_UART(port)
