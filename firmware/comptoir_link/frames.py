@@ -38,6 +38,25 @@ STATUS_REQUEST = const(0x16)  # host -> board: empty
 
 FIRST_SEQUENCED = const(0x10)
 
+# --- Application frames (sequenced). Large objects travel as OBJECT_CHUNKs.
+CHALLENGE = const(0x20)  # host -> board: challenge id u16 LE, 16-byte NFC challenge
+OBJECT_CHUNK = const(0x21)  # board -> host: kind u8, object id u16, total u32, offset u32, data
+TAP_ERROR = const(0x22)  # board -> host: object id u16, error code u16, UTF-8 text
+VERDICT = const(0x23)  # host -> board: object id u16, verdict u8, reason u16, UTF-8 display text
+QR_TEXT = const(0x24)  # board -> host: object id u16, the QR text decoded on the board
+CHALLENGE_NEEDED = const(0x25)  # board -> host: how many fresh challenges the board wants (u8)
+
+# OBJECT_CHUNK kinds
+OBJ_NFC_PRESENTATION = const(1)  # bytes read from the phone, with the challenge id first (u16)
+OBJ_FRAME_JPEG = const(2)  # a camera frame, JPEG
+OBJ_FRAME_GRAY = const(3)  # a camera frame, 8-bit grayscale: width u16, height u16, pixels
+
+# VERDICT values (what the board shows)
+V_ACCEPTED = const(1)
+V_REFUSED = const(2)
+V_CHOOSE_BENEFICIARY = const(3)
+V_ERROR = const(4)
+
 NAMES = {
     HELLO: "HELLO",
     HELLO_ACK: "HELLO_ACK",
@@ -53,6 +72,12 @@ NAMES = {
     BENCH_DONE: "BENCH_DONE",
     STATUS: "STATUS",
     STATUS_REQUEST: "STATUS_REQUEST",
+    CHALLENGE: "CHALLENGE",
+    OBJECT_CHUNK: "OBJECT_CHUNK",
+    TAP_ERROR: "TAP_ERROR",
+    VERDICT: "VERDICT",
+    QR_TEXT: "QR_TEXT",
+    CHALLENGE_NEEDED: "CHALLENGE_NEEDED",
 }
 
 # STATUS payload: u32 LE values in this order.
