@@ -11,6 +11,12 @@ if "--mpy" in _argv:
     sys.path.insert(0, _argv[_i + 1])
     del _argv[_i : _i + 2]
 
-import app  # noqa: E402
+try:
+    import app  # noqa: E402
+except MemoryError:
+    # Compiling the firmware from source takes more heap than a board has: a
+    # board (and the twin) runs the .mpy tree that `comptoir firmware-build` makes.
+    print("not enough heap to compile the firmware from source; run build/firmware/main.py")
+    sys.exit(1)
 
 app.main(_argv)

@@ -1,7 +1,16 @@
 # Parts of the board layer that every backend shares.
 import gc
 import json
-import time
+
+from comptoir_link.compat import ticks_diff, ticks_ms
+
+try:
+    from time import sleep_ms
+except ImportError:  # CPython, when board tests run there
+    from time import sleep as _sleep
+
+    def sleep_ms(ms):
+        _sleep(ms / 1000)
 
 
 class BoardBase:
@@ -14,9 +23,9 @@ class BoardBase:
         self._uarts = uarts
         self._config_path = config_path
 
-    ticks_ms = staticmethod(time.ticks_ms)
-    ticks_diff = staticmethod(time.ticks_diff)
-    sleep_ms = staticmethod(time.sleep_ms)
+    ticks_ms = staticmethod(ticks_ms)
+    ticks_diff = staticmethod(ticks_diff)
+    sleep_ms = staticmethod(sleep_ms)
 
     def uart(self, role):
         u = self._uarts.get(role)
@@ -28,7 +37,9 @@ class BoardBase:
         return role in self._uarts
 
     def free_heap(self):
-        return gc.mem_free()
+        # gc.mem_free is MicroPython's; under CPython (tests) there is no heap cap.
+        f = getattr(gc, "mem_free", None)
+        return f() if f else 1 << 30
 
     def load_config(self):
         try:

@@ -76,7 +76,11 @@ class SocketUart:
 
         self.path = path
         self._s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._s.connect(path)
+        # The unix port's connect() takes a raw sockaddr: sockaddr_un is the
+        # family (native u16) then the NUL-terminated path.
+        import struct
+
+        self._s.connect(struct.pack("H", socket.AF_UNIX) + path.encode() + b"\0")
         self._s.setblocking(False)
         self._poll = select.poll()
         self._poll.register(self._s, select.POLLIN)
