@@ -17,16 +17,18 @@ FIRMWARE = Path(__file__).resolve().parents[2] / "firmware"
 if str(FIRMWARE) not in sys.path:
     sys.path.insert(0, str(FIRMWARE))
 
+from nfc_reader import ChallengeReused, NfcError, NfcReader, UnsupportedTarget  # noqa: E402
+from pn532 import errors  # noqa: E402
+from pn532.chip import PN532  # noqa: E402
+from pn532.transport import UartTransport  # noqa: E402
+
 from comptoir_tools.phone import (  # noqa: E402
     Phone,
     default_presentation,
     verify_default_presentation,
 )
-from comptoir_tools.pn532_sim import Fault, PN532Sim, PtyUart  # noqa: E402
-from nfc_reader import ChallengeReused, NfcError, NfcReader, UnsupportedTarget  # noqa: E402
-from pn532 import errors  # noqa: E402
-from pn532.chip import PN532  # noqa: E402
-from pn532.transport import UartTransport  # noqa: E402
+from comptoir_tools.pn532_sim import Fault, PN532Sim, PtyUart, Timing  # noqa: E402
+from comptoir_tools.wire import WireModel  # noqa: E402
 
 NAMED = (errors.PN532Error, errors.ApduError, NfcError)
 CALL_BOUND_S = 1.5  # one poll_once, worst case (the main loop must keep running)
@@ -88,6 +90,28 @@ def test_one_tap_is_read_once(rig: Rig) -> None:
     pres2 = rig.poll(ch2)
     assert pres2 is not None and verify_default_presentation(pres2, ch2)
     assert len(phone.presentations) == 2 and rig.reader.taps == 2
+
+
+def test_through_the_wire_model_at_115200(tmp_path: Path) -> None:
+    # As the twin wires it: firmware <-pty-> WireModel (paces the UART) <-pty-> simulator.
+    with (
+        WireModel(115200, tmp_path, name="pn532", seed=1) as wire,
+        PN532Sim(path=wire.path_b, timing=Timing(model_uart=False), seed=2) as sim,
+        PtyUart(wire.path_a) as uart,
+    ):
+        reader = NfcReader(PN532(UartTransport(uart)))
+        phone = Phone()
+        assert reader.poll_once(os.urandom(16)) is None
+        sim.place(phone)
+        ch = os.urandom(16)
+        t0 = time.monotonic()
+        pres = reader.poll_once(ch)
+        elapsed = time.monotonic() - t0
+        assert pres is not None and verify_default_presentation(bytes(pres), ch)
+        assert elapsed < 1.2, elapsed
+        assert reader.poll_once(os.urandom(16)) is None
+        assert len(phone.presentations) == 1
+        print(f"\n3000-byte presentation through the wire model: {elapsed * 1000:.0f} ms")
 
 
 def test_empty_field_poll_is_quick(rig: Rig) -> None:

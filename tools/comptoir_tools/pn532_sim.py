@@ -143,6 +143,9 @@ class Timing:
     fwt_retries: int = 2  # R(NAK) retransmissions before status 01
     fsc: int = 256  # ATS FSCI 8; the PN532's RATS asks FSD 256
     wake_lost_bytes: int = 3  # bytes lost after the waking 0x55
+    # Add the UART's byte time to every frame sent. Off when a wire model
+    # (comptoir_tools.wire) between the driver and the simulator paces the line.
+    model_uart: bool = True
 
     @property
     def byte_s(self) -> float:
@@ -421,6 +424,9 @@ class PN532Sim:
             return
         self.stats.dropped_bytes += len(data) - n  # a full receiver loses bytes
 
+    def _tx_time(self, n: int) -> float:
+        return n * self.timing.byte_s if self.timing.model_uart else 0.0
+
     # ---- receiving host frames ---------------------------------------------
 
     def _receive(self, data: bytes) -> None:
@@ -496,7 +502,7 @@ class PN532Sim:
         self.stats.host_nacks += 1
         if self._last_reply is not None and not self._token:
             reply = self._last_reply
-            self._at(self.timing.command_s + len(reply) * self.timing.byte_s,
+            self._at(self.timing.command_s + self._tx_time(len(reply)),
                      lambda: self._write(reply))
 
     # ---- commands ----------------------------------------------------------
@@ -522,7 +528,7 @@ class PN532Sim:
             self._power_on()
             return
         t = self.timing
-        ack_at = self.rng.uniform(*t.ack_delay_s) + len(ACK) * t.byte_s
+        ack_at = self.rng.uniform(*t.ack_delay_s) + self._tx_time(len(ACK))
         if kind is Fault.NACK:
             self._at(ack_at, lambda: self._write(NACK))
             return
@@ -568,7 +574,7 @@ class PN532Sim:
         elif kind is Fault.GARBAGE:
             noise = bytes(self.rng.randrange(256) for _ in range(self.rng.randint(3, 24)))
             out = noise + frame
-        delay += len(out) * self.timing.byte_s
+        delay += self._tx_time(len(out))
 
         def send() -> None:
             self._token = 0
