@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+
 from comptoir_tools.phone import Phone
 from comptoir_tools.pn532_sim import (
     ACK,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 import serial
+
 from comptoir_tools.phone import COMPTOIR_AID, Phone, verify_default_presentation
 from comptoir_tools.pn532_sim import PN532Sim
 
