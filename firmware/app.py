@@ -39,7 +39,7 @@ class Reader:
         }
         self.link = Link(self.uart.write, True, baud=baud, max_payload=max_payload,
                          hello_items=items, random_bytes=board.random_bytes,
-                         clock=board.ticks_ms)
+                         clock=board.ticks_ms, pair_key=board.pair_key)
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up
         self.link.on_down = self._on_down

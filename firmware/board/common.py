@@ -22,6 +22,7 @@ class BoardBase:
         self.board_id = board_id
         self._uarts = uarts
         self._config_path = config_path
+        self.pair_key = None  # provisioned at flashing: proves this board to its host
 
     ticks_ms = staticmethod(ticks_ms)
     ticks_diff = staticmethod(ticks_diff)

@@ -36,6 +36,9 @@ class Esp32Board(BoardBase):
         BoardBase.__init__(self, definition["name"], definition,
                            bytes.fromhex(bid) if bid else machine.unique_id(), uarts,
                            "/comptoir.json")
+        key = provisioning.get("pair_key")
+        if key:
+            self.pair_key = bytes.fromhex(key)
         self._outputs = {}
         for name, o in definition.get("outputs", {}).items():
             self._outputs[name] = _Output(o["pin"], o.get("active_low", False))

@@ -172,7 +172,8 @@ class UnixBoard(BoardBase):
 
 
 def _parse(argv):
-    opts = {"uart": {}, "baud": {}, "board-file": None, "state": "/tmp", "board-id": None}
+    opts = {"uart": {}, "baud": {}, "board-file": None, "state": "/tmp", "board-id": None,
+            "pair-key": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -206,4 +207,7 @@ def open(argv):
         spec.setdefault("baud", 115200)
     bid = opts["board-id"]
     board_id = bytes.fromhex(bid) if bid else os.urandom(8)
-    return UnixBoard(definition, uarts, opts["state"], board_id)
+    b = UnixBoard(definition, uarts, opts["state"], board_id)
+    if opts["pair-key"]:
+        b.pair_key = bytes.fromhex(opts["pair-key"])
+    return b

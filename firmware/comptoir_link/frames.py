@@ -35,6 +35,7 @@ BENCH_DATA = const(0x13)  # board -> host: index (u16 LE) + filler
 BENCH_DONE = const(0x14)  # board -> host: count (u16 LE)
 STATUS = const(0x15)  # board -> host: u32 LE values, see docs/protocol.md
 STATUS_REQUEST = const(0x16)  # host -> board: empty
+PAIR_PROOF = const(0x17)  # board -> host: 16-byte proof of the pairing key (pairing.py)
 
 FIRST_SEQUENCED = const(0x10)
 
@@ -72,6 +73,7 @@ NAMES = {
     BENCH_DONE: "BENCH_DONE",
     STATUS: "STATUS",
     STATUS_REQUEST: "STATUS_REQUEST",
+    PAIR_PROOF: "PAIR_PROOF",
     CHALLENGE: "CHALLENGE",
     OBJECT_CHUNK: "OBJECT_CHUNK",
     TAP_ERROR: "TAP_ERROR",
@@ -95,6 +97,7 @@ T_VERSIONS = const(0x06)  # u8 min, u8 max protocol versions spoken
 T_NONCE = const(0x07)  # 8 bytes: this session attempt (HELLO_ACK echoes it)
 T_HEARTBEAT_MS = const(0x08)  # u16 LE: HELLO_ACK only; both sides' keep-alive period
 T_FREE_HEAP = const(0x09)  # u32 LE: the board's free heap at HELLO
+T_HOST_NONCE = const(0x0A)  # 8 bytes: HELLO_ACK only; fresh per session, for PAIR_PROOF
 
 CAP_NFC = const(0x0001)
 CAP_CAMERA = const(0x0002)

@@ -10,6 +10,7 @@
 # sequence number, a session byte against stale frames, heartbeats, and link-loss
 # detection. docs/protocol.md describes every byte.
 from comptoir_link import frames as F
+from comptoir_link import pairing
 from comptoir_link.cobs import Decoder, encode_into, max_encoded_len
 from comptoir_link.compat import const, crc32, ticks_add, ticks_diff, ticks_ms
 
@@ -85,7 +86,7 @@ class Link:
 
     def __init__(self, write, is_board, baud=115200, max_payload=F.DEFAULT_MAX_PAYLOAD,
                  window=2, heartbeat_ms=1000, rto_base_ms=100, max_retries=8,
-                 hello_items=None, random_bytes=None, clock=None):
+                 hello_items=None, random_bytes=None, clock=None, pair_key=None):
         if window not in (1, 2, 4, 8):
             raise ValueError("window must be 1, 2, 4 or 8")
         if not 16 <= max_payload <= F.MAX_PAYLOAD_LIMIT:
@@ -100,6 +101,8 @@ class Link:
         self.max_retries = max_retries
         self._hello_items = hello_items or {}
         self._random = random_bytes
+        self._pair_key = pair_key
+        self.host_nonce = b""
         self._clock = clock or ticks_ms
 
         self.on_message = _nop
@@ -487,6 +490,13 @@ class Link:
         self.counters[C_SESSIONS] += 1
         now = self._clock()
         self._last_rx = now
+        if self.is_board:
+            self.host_nonce = info.get(F.T_HOST_NONCE, b"")
+            if self._pair_key and self.host_nonce:
+                # The first sequenced frame of the session: the window is empty.
+                self.send(F.PAIR_PROOF, pairing.proof(
+                    self._pair_key, self._hello_items.get(F.T_BOARD_ID, b""),
+                    self.nonce, self.host_nonce, self.session))
         self.on_up(info)
 
     def _reject(self, sess, reason, text):
@@ -524,6 +534,7 @@ class Link:
             self._lose("board started a new session")
         self.nonce = nonce
         self.session = sess
+        self.host_nonce = bytes(self._random(8)) if self._random else b""
         self._start_session(info)
         self._send_hello_ack()
 
@@ -533,4 +544,13 @@ class Link:
         o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.max_payload))
         o = F.tlv_put(tlv, o, F.T_HEARTBEAT_MS, F.u16_bytes(self.heartbeat_ms))
         o = F.tlv_put(tlv, o, F.T_VERSIONS, bytes((F.PROTOCOL_MIN, F.PROTOCOL_MAX)))
+        if self.host_nonce:
+            o = F.tlv_put(tlv, o, F.T_HOST_NONCE, self.host_nonce)
         self._control(F.HELLO_ACK, memoryview(tlv)[:o])
+
+    def refuse(self, reason, text):
+        """Host: end this session with a HELLO_REJECT the board shows (pairing)."""
+        if self.state != UP:
+            return
+        self._reject(self.session, reason, text)
+        self._lose("refused: " + text)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import threading
 import time
@@ -20,7 +21,17 @@ from typing import Any
 
 import serial
 
-from comptoir.events import BoardDown, BoardInfo, BoardUp, LinkError, Message, PortLost, PortOpened
+from comptoir.events import (
+    BoardDown,
+    BoardInfo,
+    BoardRefused,
+    BoardUp,
+    LinkError,
+    Message,
+    PortLost,
+    PortOpened,
+)
+from comptoir.pairing import PROOF_TIMEOUT_S, PairedBoards, PairingGate
 from comptoir_link import frames as F
 from comptoir_link.link import COUNTER_NAMES, UP, Link
 
@@ -59,6 +70,7 @@ class BoardConnection(threading.Thread):
         max_payload: int = F.DEFAULT_MAX_PAYLOAD,
         window: int = 2,
         accept_hello: Callable[[BoardInfo], tuple[int, str] | None] | None = None,
+        paired: PairedBoards | None = None,
     ) -> None:
         super().__init__(name=f"board {port}", daemon=True)
         self.port = port
@@ -68,14 +80,15 @@ class BoardConnection(threading.Thread):
         self._stop_evt = threading.Event()
         self._ser: serial.SerialBase | None = None
         self.link = Link(self._write, False, baud=baud, heartbeat_ms=heartbeat_ms,
-                         max_payload=max_payload, window=window)
+                         max_payload=max_payload, window=window, random_bytes=os.urandom)
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up
         self.link.on_down = self._on_down
         self.link.on_error = self._on_error
         self._accept = accept_hello
-        if accept_hello is not None:
-            self.link.accept_hello = lambda items: accept_hello(board_info(items))
+        self._gate = PairingGate(paired) if paired is not None else None
+        self._proof_deadline = 0.0
+        self.link.accept_hello = self._on_hello
         self.board: BoardInfo | None = None
         self._pending: tuple[int, bytes] | None = None
 
@@ -89,7 +102,8 @@ class BoardConnection(threading.Thread):
 
     @property
     def up(self) -> bool:
-        return self.link.state == UP
+        """A session is up and, when pairing is required, the board is admitted."""
+        return self.link.state == UP and (self._gate is None or self._gate.admitted)
 
     def counters(self) -> dict[str, int]:
         return dict(zip(COUNTER_NAMES, self.link.counters, strict=True))
@@ -99,22 +113,62 @@ class BoardConnection(threading.Thread):
         if self._ser is not None:
             self._ser.write(data)
 
+    def _on_hello(self, items: dict[int, bytes]) -> tuple[int, str] | None:
+        info = board_info(items)
+        if self._gate is not None:
+            refusal = self._gate.on_hello(info.board_id)
+            if refusal is not None:
+                self._refused(info.board_id, refusal.text)
+                return refusal.reason, refusal.text
+        return self._accept(info) if self._accept is not None else None
+
+    def _refused(self, board_id: str, text: str) -> None:
+        log.warning("board refused", extra={"port": self.port, "board_id": board_id,
+                                            "reason": text})
+        self._events.put(BoardRefused(self.port, board_id, text))
+
     def _on_message(self, ftype: int, payload: memoryview) -> None:
+        if self._gate is not None and not self._gate.admitted:
+            refusal = self._gate.on_first_frame(self.link, ftype, bytes(payload))
+            if refusal is not None:
+                self._refused(self.board.board_id if self.board else "", refusal.text)
+                self.link.refuse(refusal.reason, refusal.text)
+            else:
+                self._admit()
+            return
         bid = self.board.board_id if self.board else ""
         self._events.put(Message(self.port, bid, ftype, bytes(payload), time.monotonic()))
 
     def _on_up(self, items: dict[int, bytes]) -> None:
         self.board = board_info(items)
+        if self._gate is None:
+            self._admit()
+        else:
+            self._proof_deadline = time.monotonic() + PROOF_TIMEOUT_S
+
+    def _admit(self) -> None:
+        assert self.board is not None
         log.info("board up", extra={"port": self.port, "board_id": self.board.board_id,
                                     "board_name": self.board.name,
                                     "firmware": self.board.firmware})
         self._events.put(BoardUp(self.port, self.board))
 
+    def _check_proof_deadline(self) -> None:
+        if (self._gate is not None and self.link.state == UP and not self._gate.admitted
+                and time.monotonic() > self._proof_deadline):
+            text = "no pairing proof in time"
+            self._refused(self.board.board_id if self.board else "", text)
+            self.link.refuse(F.REJECT_UNKNOWN_BOARD, text)
+
     def _on_down(self, reason: str) -> None:
-        log.warning("board down", extra={"port": self.port, "reason": reason})
+        was_admitted = self._gate is None or self._gate.admitted
+        if self._gate is not None:
+            self._gate.admitted = False
         self._pending = None
         self._drain_outq()
-        self._events.put(BoardDown(self.port, reason))
+        if was_admitted:
+            log.warning("board down", extra={"port": self.port, "reason": reason})
+            self._events.put(BoardDown(self.port, reason))
 
     def _on_error(self, counter: str, detail: str) -> None:
         log.warning("link error", extra={"port": self.port, "counter": counter, "detail": detail})
@@ -166,6 +220,7 @@ class BoardConnection(threading.Thread):
             if data:
                 self.link.feed(data)
             self.link.poll()
+            self._check_proof_deadline()
             self._send_queued()
 
     def _send_queued(self) -> None:

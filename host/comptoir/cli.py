@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from comptoir import __version__, logs
 
@@ -25,12 +26,14 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
 def _cmd_run(args: argparse.Namespace) -> int:
     from comptoir.daemon import Daemon
     from comptoir.discovery import DEFAULT_USB_IDS, parse_usb_id
+    from comptoir.pairing import PairedBoards
 
     logs.setup(args.log_level, path=args.log_file)
     usb_ids = [parse_usb_id(u) for u in args.usb_id] or list(DEFAULT_USB_IDS)
     discover = not args.port or args.discover
+    paired = None if args.no_pairing else PairedBoards(args.paired_dir)
     daemon = Daemon(args.port, baud=args.baud, heartbeat_ms=args.heartbeat_ms,
-                    discover=discover, usb_ids=usb_ids)
+                    discover=discover, usb_ids=usb_ids, paired=paired)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     daemon.start()
@@ -73,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--usb-id", action="append", default=[], metavar="VID:PID")
     run.add_argument("--baud", type=int, default=115200)
     run.add_argument("--heartbeat-ms", type=int, default=1000)
+    run.add_argument("--paired-dir", type=Path, default=None,
+                     help="paired boards' keys (default ~/.config/comptoir/boards)")
+    run.add_argument("--no-pairing", action="store_true",
+                     help="serve any board without a pairing proof (bench use only)")
     run.add_argument("--log-file", help="JSON-lines log file (default: standard error)")
     run.add_argument("--log-level", default="info")
     run.set_defaults(func=_cmd_run)

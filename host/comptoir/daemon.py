@@ -16,6 +16,7 @@ from comptoir.discovery import DEFAULT_USB_IDS, find_boards
 from comptoir.events import (
     BoardDown,
     BoardInfo,
+    BoardRefused,
     BoardStatus,
     BoardUp,
     LinkError,
@@ -23,6 +24,7 @@ from comptoir.events import (
     PortLost,
     PortOpened,
 )
+from comptoir.pairing import PairedBoards
 from comptoir_link import frames as F
 
 log = logging.getLogger("comptoir.daemon")
@@ -46,12 +48,14 @@ class Daemon:
         discover: bool = False,
         usb_ids: Iterable[tuple[int, int]] = DEFAULT_USB_IDS,
         accept_hello: Callable[[BoardInfo], tuple[int, str] | None] | None = None,
+        paired: PairedBoards | None = None,
     ) -> None:
         self.baud = baud
         self.heartbeat_ms = heartbeat_ms
         self._discover = discover
         self._usb_ids = tuple(usb_ids)
         self._accept = accept_hello
+        self.paired = paired
         self.events: queue.Queue[Any] = queue.Queue()
         self.connections: dict[str, BoardConnection] = {}
         self.status: dict[str, BoardStatus] = {}
@@ -70,7 +74,8 @@ class Daemon:
             if port in self.connections:
                 return self.connections[port]
             conn = BoardConnection(port, self.events, baud=self.baud,
-                                   heartbeat_ms=self.heartbeat_ms, accept_hello=self._accept)
+                                   heartbeat_ms=self.heartbeat_ms, accept_hello=self._accept,
+                                   paired=self.paired)
             self.connections[port] = conn
             self.status[port] = BoardStatus(port)
             if self._thread.is_alive():
@@ -135,6 +140,8 @@ class Daemon:
             st.state = "absent"
         elif isinstance(ev, PortOpened):
             st.state = "down"
+        elif isinstance(ev, BoardRefused):
+            st.state = "refused"
         elif isinstance(ev, LinkError):
             st.counters[ev.counter] = st.counters.get(ev.counter, 0) + 1
         elif isinstance(ev, Message):

@@ -31,6 +31,15 @@ class BoardDown:
 
 
 @dataclass(frozen=True, slots=True)
+class BoardRefused:
+    """A board said HELLO but is not admitted (unknown, wrong pairing proof)."""
+
+    port: str
+    board_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class PortLost:
     """The serial device went away (unplugged) or could not be opened."""
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from comptoir.daemon import Daemon
 from comptoir.events import BoardUp
+from comptoir.pairing import PairedBoards
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.wire import WireModel
 
@@ -43,6 +44,7 @@ class FirmwareProcess:
         board_id: str,
         state_dir: Path,
         board_file: Path | None = None,
+        pair_key: bytes | None = None,
         heap: str = DEFAULT_HEAP,
         on_line: Callable[[str], None] | None = None,
         restart: bool = True,
@@ -54,6 +56,7 @@ class FirmwareProcess:
         self.board_id = board_id
         self.state_dir = state_dir
         self.board_file = board_file
+        self.pair_key = pair_key
         self.heap = heap
         self.on_line = on_line
         self.restart = restart
@@ -74,6 +77,8 @@ class FirmwareProcess:
         cmd += ["--board-id", self.board_id, "--state", str(self.state_dir)]
         if self.board_file:
             cmd += ["--board-file", str(self.board_file)]
+        if self.pair_key:
+            cmd += ["--pair-key", self.pair_key.hex()]
         return cmd
 
     def start(self) -> FirmwareProcess:
@@ -174,13 +179,17 @@ class Twin:
     def start(self) -> Twin:
         fw_dir = self.workdir / "firmware"
         compile_tree(out=fw_dir)
+        # Each simulated board is provisioned as `comptoir flash` would: a key in
+        # the board, the same key in the host's list of paired boards.
+        self.paired = PairedBoards(self.workdir / "paired")
         for i in range(self.n):
             wire = WireModel(self.baud, self.workdir / "dev", name=f"board{i}", seed=self.seed + i)
             wire.start()
             cb = self.on_firmware_line
+            board_id = f"{0xC0A7_0000 + i:08x}{os.getpid() & 0xFFFF:04x}{i:04x}"
             fw = FirmwareProcess(
                 fw_dir, {"host": wire.path_a}, bauds={"host": self.baud},
-                board_id=f"{0xC0A7_0000 + i:08x}{os.getpid() & 0xFFFF:04x}{i:04x}",
+                board_id=board_id, pair_key=self.paired.add(board_id),
                 state_dir=self.workdir / f"state{i}",
                 heap=self.heap,
                 on_line=(lambda line, i=i, cb=cb: cb(i, line)) if cb else None,
@@ -189,7 +198,7 @@ class Twin:
             )
             self.boards.append(TwinBoard(i, wire, fw))
         self.daemon = Daemon([b.port for b in self.boards], baud=self.baud,
-                             heartbeat_ms=self.heartbeat_ms)
+                             heartbeat_ms=self.heartbeat_ms, paired=self.paired)
         self.daemon.subscribe(self._track_up)
         self.daemon.start()
         for b in self.boards:

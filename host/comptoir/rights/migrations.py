@@ -1,0 +1,51 @@
+"""Versioned schema of the rights cache (PRAGMA user_version). Each step runs once, in order,
+inside the same transaction as the version bump, so a crash leaves the old or the new schema.
+Never edit a released step: add one.
+
+Nothing here is plaintext personal data: lookup keys are keyed hashes; rows are AES-GCM.
+`obtained_at` is in clear so that status, counts and sync need not decrypt every row.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from .errors import SchemaTooNew
+
+STEPS: tuple[str, ...] = (
+    # 1: one row per beneficiary; `family` groups the rows of one insured NIR.
+    """
+    CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB NOT NULL) WITHOUT ROWID;
+    CREATE TABLE persons (
+        lookup BLOB PRIMARY KEY,
+        family BLOB NOT NULL,
+        obtained_at INTEGER NOT NULL,
+        row BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX persons_family ON persons(family);
+    """,
+    # 2: the state of presented means (phones): status list and opposition list.
+    """
+    CREATE TABLE means (cred BLOB PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
+    """,
+)
+VERSION = len(STEPS)
+
+
+def migrate(db: sqlite3.Connection, *, target: int = VERSION) -> int:
+    """Bring the schema to `target`; returns the version found. `db` is in autocommit mode."""
+    found = db.execute("PRAGMA user_version").fetchone()[0]
+    if found > VERSION:
+        raise SchemaTooNew(f"schema version {found} is newer than this Comptoir ({VERSION})")
+    for version in range(found + 1, target + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in STEPS[version - 1].split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return found

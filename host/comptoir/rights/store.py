@@ -1,0 +1,352 @@
+"""The rights cache on disk: one SQLite file in WAL mode, every row sealed with AES-GCM.
+
+Opening checks, in order, and raises CacheCorrupt (never opens a suspect file for use):
+the SQLite header and the file length it promises (a truncated file), PRAGMA quick_check
+(or integrity_check), the schema version, the key check (WrongKey), and the authentication
+of a sample of rows. Any row that later fails authentication raises CacheCorrupt too.
+
+Writes are short IMMEDIATE transactions; SQLITE_FULL rolls the transaction back and raises
+CacheFull, so what was committed before stays committed.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidTag
+
+from . import codec, migrations
+from .crypto import RowCipher
+from .errors import CacheCorrupt, CacheFull, RightsError, WrongKey
+from .model import BeneficiaryId, RightsRecord, Source, Sourced, merge
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+_SQLITE_FULL = 13
+_SAMPLE_ROWS = 16
+
+# States of a presented means (phone credential), from the status list or the opposition list.
+MEANS_ACTIVE, MEANS_DEACTIVATED, MEANS_SUSPENDED, MEANS_OPPOSED = 0, 1, 2, 3
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    persons: int
+    families: int
+    means: int
+    schema_version: int
+    file_bytes: int
+
+
+def check_file(path: Path) -> None:
+    """Header checks SQLite itself does lazily: a zero-length or truncated file must not be
+    mistaken for an empty or shorter database."""
+    size = path.stat().st_size
+    if size == 0:
+        raise CacheCorrupt("database file is empty (truncated to 0 bytes)")
+    with path.open("rb") as f:
+        header = f.read(100)
+    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
+        raise CacheCorrupt("not a SQLite database (bad header)")
+    page_size = struct.unpack(">H", header[16:18])[0]
+    page_size = 65536 if page_size == 1 else page_size
+    change_counter, pages = struct.unpack(">II", header[24:32])
+    valid_for = struct.unpack(">I", header[92:96])[0]
+    # The page count in the header is trustworthy only when valid-for equals the change counter.
+    if valid_for == change_counter and pages and size < pages * page_size:
+        raise CacheCorrupt(f"database file truncated ({size} bytes, header says {pages} pages)")
+    if size % page_size:
+        raise CacheCorrupt("database file length is not a whole number of pages")
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(exc)
+
+
+class RightsStore:
+    def __init__(
+        self,
+        path: str | Path,
+        cipher: RowCipher,
+        *,
+        integrity: str = "quick",  # "quick", "full" (integrity_check) or "none"
+        verify_rows: str = "sample",  # "sample", "all" or "none"
+        max_pages: int | None = None,  # a page limit: how tests make a full disk
+        durable: bool = False,
+    ) -> None:
+        self.path = Path(path)
+        self._cipher = cipher
+        self._lock = threading.RLock()
+        existed = self.path.exists()
+        if existed:
+            check_file(self.path)
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+        except sqlite3.DatabaseError as exc:
+            raise CacheCorrupt(f"cannot open database: {exc}") from None
+        try:
+            self._configure(integrity, max_pages, durable)
+            self.schema_found = migrations.migrate(self._db)
+            self._check_key()
+            if verify_rows != "none":
+                self.verify(sample=verify_rows == "sample")
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            if _is_full(exc):
+                raise CacheFull("disk full while opening the rights cache") from None
+            raise CacheCorrupt(f"database unusable: {exc}") from None
+        except RightsError:
+            self._db.close()
+            raise
+
+    def _configure(self, integrity: str, max_pages: int | None, durable: bool) -> None:
+        db = self._db
+        if integrity != "none":
+            pragma = "integrity_check" if integrity == "full" else "quick_check"
+            rows = [r[0] for r in db.execute(f"PRAGMA {pragma}(20)")]
+            if rows != ["ok"]:
+                raise CacheCorrupt(f"{pragma} failed ({len(rows)} problems)")
+        if db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
+            raise RightsError("the rights cache needs WAL mode")
+        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        # Freed pages are zeroed, so a purged person's ciphertext does not linger in free pages.
+        db.execute("PRAGMA secure_delete=ON")
+        db.execute("PRAGMA foreign_keys=ON")
+        if max_pages is not None:
+            db.execute(f"PRAGMA max_page_count={int(max_pages)}")
+
+    def _check_key(self) -> None:
+        expected = self._cipher.key_check()
+        row = self._db.execute("SELECT v FROM meta WHERE k = 'key_check'").fetchone()
+        if row is None:
+            has_rows = self._db.execute("SELECT 1 FROM persons LIMIT 1").fetchone()
+            if has_rows:
+                raise CacheCorrupt("key check missing from a database that has rows")
+            self._write(lambda db: db.execute("INSERT INTO meta VALUES ('key_check', ?)", (expected,)))
+        elif bytes(row[0]) != expected:
+            raise WrongKey("the rights cache was written with another key file")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # -- writing -------------------------------------------------------------------------------
+
+    def _write(self, fn: Any) -> Any:
+        """Run fn(db) in one IMMEDIATE transaction; a full disk rolls back and raises CacheFull."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    result = fn(db)
+                    db.execute("COMMIT")
+                except BaseException:
+                    if db.in_transaction:
+                        db.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:
+                if _is_full(exc):
+                    raise CacheFull("rights cache: disk full, update not stored") from None
+                raise
+            return result
+
+    def _seal(self, record: RightsRecord) -> tuple[bytes, bytes, int, bytes]:
+        lookup = self._cipher.lookup(record.who.canonical())
+        amo = record.amo
+        obtained = amo.obtained_at if amo is not None else 0
+        return (
+            lookup,
+            self._cipher.family(record.who.nir),
+            obtained,
+            self._cipher.seal(lookup, codec.encode(record)),
+        )
+
+    def _open_row(self, lookup: bytes, blob: bytes, who: BeneficiaryId | None) -> RightsRecord:
+        try:
+            record = codec.decode(self._cipher.open(lookup, bytes(blob)))
+        except (InvalidTag, ValueError):
+            raise CacheCorrupt("a row of the rights cache fails authentication") from None
+        if who is not None and record.who != who:
+            # Only a hash collision or a forged row could get here: never hand it out.
+            raise CacheCorrupt("a row's identity does not match its lookup key")
+        return record
+
+    def upsert(self, records: Iterable[RightsRecord]) -> int:
+        """Merge each record into what is stored (fresher part wins). Returns rows changed."""
+
+        def apply(db: sqlite3.Connection) -> int:
+            changed = 0
+            for record in records:
+                lookup = self._cipher.lookup(record.who.canonical())
+                row = db.execute("SELECT row FROM persons WHERE lookup = ?", (lookup,)).fetchone()
+                old = None if row is None else self._open_row(lookup, row[0], record.who)
+                merged = merge(old, record)
+                if merged == old:
+                    continue
+                db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)", self._seal(merged))
+                changed += 1
+            return changed
+
+        return int(self._write(apply))
+
+    def insert_new(self, records: Iterable[RightsRecord]) -> int:
+        """Bulk insert into an empty table (rebuild, benchmark): one executemany, no merge."""
+        rows = [self._seal(r) for r in records]
+        self._write(lambda db: db.executemany("INSERT INTO persons VALUES (?, ?, ?, ?)", rows))
+        return len(rows)
+
+    def set_means(self, credential_id: bytes, state: int, source: Source, obtained_at: int) -> bool:
+        """Record the state of a phone credential, unless a fresher one is stored."""
+        cred = self._cipher.credential(credential_id)
+
+        def apply(db: sqlite3.Connection) -> bool:
+            current = self._means(db, cred)
+            new = Sourced(state, source, obtained_at)
+            if current is not None and current.order() >= new.order():
+                return False
+            blob = self._cipher.seal(cred, cbor2.dumps([state, int(source), obtained_at]))
+            db.execute("INSERT OR REPLACE INTO means VALUES (?, ?)", (cred, blob))
+            return True
+
+        return bool(self._write(apply))
+
+    def purge(self, who: BeneficiaryId | None = None, *, nir: str | None = None) -> int:
+        """Erase one beneficiary (or every row under an insured NIR), then VACUUM and truncate
+        the WAL so that no copy of the rows stays in the files."""
+        if (who is None) == (nir is None):
+            raise ValueError("give a beneficiary or a NIR")
+
+        def apply(db: sqlite3.Connection) -> int:
+            if who is not None:
+                cur = db.execute(
+                    "DELETE FROM persons WHERE lookup = ?", (self._cipher.lookup(who.canonical()),)
+                )
+            else:
+                assert nir is not None
+                cur = db.execute("DELETE FROM persons WHERE family = ?", (self._cipher.family(nir),))
+            return cur.rowcount
+
+        removed = int(self._write(apply))
+        self.compact()
+        return removed
+
+    def compact(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    # -- reading -------------------------------------------------------------------------------
+
+    def get(self, who: BeneficiaryId) -> RightsRecord | None:
+        lookup = self._cipher.lookup(who.canonical())
+        with self._lock:
+            row = self._db.execute("SELECT row FROM persons WHERE lookup = ?", (lookup,)).fetchone()
+        return None if row is None else self._open_row(lookup, row[0], who)
+
+    def family_members(self, nir: str) -> list[RightsRecord]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT lookup, row FROM persons WHERE family = ?", (self._cipher.family(nir),)
+            ).fetchall()
+        records = [self._open_row(bytes(lk), blob, None) for lk, blob in rows]
+        if any(r.who.nir != nir for r in records):
+            raise CacheCorrupt("a row's family does not match its identity")
+        return records
+
+    def means(self, credential_id: bytes) -> Sourced[int] | None:
+        with self._lock:
+            return self._means(self._db, self._cipher.credential(credential_id))
+
+    def _means(self, db: sqlite3.Connection, cred: bytes) -> Sourced[int] | None:
+        row = db.execute("SELECT row FROM means WHERE cred = ?", (cred,)).fetchone()
+        if row is None:
+            return None
+        try:
+            state, source, obtained = cbor2.loads(self._cipher.open(cred, bytes(row[0])))
+            return Sourced(int(state), Source(source), int(obtained))
+        except (InvalidTag, ValueError, TypeError):
+            raise CacheCorrupt("a means row of the rights cache fails authentication") from None
+
+    def records(self, batch: int = 2000) -> Iterator[RightsRecord]:
+        """Every record, decrypted and authenticated, in lookup order (keyset pagination, so
+        the lock is not held across the whole scan)."""
+        last = b""
+        while True:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT lookup, row FROM persons WHERE lookup > ? ORDER BY lookup LIMIT ?",
+                    (last, batch),
+                ).fetchall()
+            if not rows:
+                return
+            for lookup, blob in rows:
+                record = self._open_row(bytes(lookup), blob, None)
+                if self._cipher.lookup(record.who.canonical()) != bytes(lookup):
+                    raise CacheCorrupt("a row's identity does not match its lookup key")
+                yield record
+            last = bytes(rows[-1][0])
+
+    def verify(self, *, sample: bool) -> int:
+        """Authenticate rows: a sample spread over the key space, or all. Returns rows checked."""
+        if not sample:
+            return sum(1 for _ in self.records())
+        checked = 0
+        with self._lock:
+            for i in range(_SAMPLE_ROWS):
+                start = bytes([i * 256 // _SAMPLE_ROWS])
+                row = self._db.execute(
+                    "SELECT lookup, row FROM persons WHERE lookup >= ? ORDER BY lookup LIMIT 1",
+                    (start,),
+                ).fetchone()
+                if row is not None:
+                    self._open_row(bytes(row[0]), row[1], None)
+                    checked += 1
+        return checked
+
+    def ages(self) -> list[int]:
+        """obtained_at of the AMO rights of every row (clear column): for counts and sync."""
+        with self._lock:
+            return [r[0] for r in self._db.execute("SELECT obtained_at FROM persons")]
+
+    def counts(self) -> Counts:
+        with self._lock:
+            persons = self._db.execute("SELECT count(*) FROM persons").fetchone()[0]
+            families = self._db.execute(
+                "SELECT count(*) FROM (SELECT DISTINCT family FROM persons)"
+            ).fetchone()[0]
+            means = self._db.execute("SELECT count(*) FROM means").fetchone()[0]
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        size = self.path.stat().st_size
+        wal = self.path.with_name(self.path.name + "-wal")
+        if wal.exists():
+            size += wal.stat().st_size
+        return Counts(persons, families, means, version, size)
+
+    def checkpoint(self) -> None:
+        with self._lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def quarantine(path: Path, stamp: int) -> Path | None:
+    """Move a suspect database (and its WAL and shared-memory files) aside, kept for support;
+    returns the new path of the main file."""
+    moved = None
+    for suffix in ("", "-wal", "-shm"):
+        src = path.with_name(path.name + suffix)
+        if src.exists():
+            dst = path.with_name(f"{path.name}.corrupt-{stamp}{suffix}")
+            os.replace(src, dst)
+            if suffix == "":
+                moved = dst
+    return moved

@@ -1,0 +1,47 @@
+# Pairing proof: HMAC-SHA256 as RFC 4231 defines it, on both interpreters, and
+# the board sending its proof as the first frame of a session.
+from linkpair import Pair
+from mpcheck import hexb
+
+from comptoir_link import frames as F
+from comptoir_link import pairing
+
+
+def test_hmac_sha256_rfc4231_vectors():
+    # Test case 1
+    assert pairing.hmac_sha256(b"\x0b" * 20, b"Hi There") == hexb(
+        "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7")
+    # Test case 2
+    assert pairing.hmac_sha256(b"Jefe", b"what do ya want for nothing?") == hexb(
+        "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843")
+    # Test case 6: a key longer than the block is hashed first
+    msg = b"Test Using Larger Than Block-Size Key - Hash Key First"
+    assert pairing.hmac_sha256(b"\xaa" * 131, msg) == hexb(
+        "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54")
+
+
+def test_constant_time_compare():
+    assert pairing.same(b"abc", b"abc")
+    assert not pairing.same(b"abc", b"abd")
+    assert not pairing.same(b"abc", b"ab")
+
+
+def test_board_with_key_sends_proof_first():
+    p = Pair()
+    key = b"k" * 32
+    p.board._pair_key = key
+    p.host._random = p._random
+    p.connect()
+    p.run(50)
+    assert p.host_got and p.host_got[0][0] == F.PAIR_PROOF
+    want = pairing.proof(key, b"\x01\x02\x03\x04", p.host.nonce, p.host.host_nonce, p.host.session)
+    assert p.host_got[0][1] == want
+    assert len(p.host.host_nonce) == 8
+
+
+def test_board_without_key_sends_no_proof():
+    p = Pair()
+    p.host._random = p._random
+    p.connect()
+    p.run(50)
+    assert p.host_got == []
