@@ -77,9 +77,7 @@ def encode(record: RightsRecord) -> bytes:
     out: list[Any] = [FORMAT, [who.nir, who.birth_date, who.birth_rank, who.quality]]
     for part in _PARTS:
         s: Sourced[Any] | None = getattr(record, part)
-        out.append(
-            None if s is None else [_enc_value(part, s.value), int(s.source), s.obtained_at]
-        )
+        out.append(None if s is None else [_enc_value(part, s.value), int(s.source), s.obtained_at])
     return cbor2.dumps(out)
 
 

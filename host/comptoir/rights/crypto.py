@@ -70,9 +70,7 @@ class RowCipher:
         return hmac.new(self._mac, b"fam:" + nir.encode(), hashlib.sha256).digest()[:LOOKUP_BYTES]
 
     def credential(self, credential_id: bytes) -> bytes:
-        return hmac.new(self._mac, b"cred:" + credential_id, hashlib.sha256).digest()[
-            :LOOKUP_BYTES
-        ]
+        return hmac.new(self._mac, b"cred:" + credential_id, hashlib.sha256).digest()[:LOOKUP_BYTES]
 
     def key_check(self) -> bytes:
         """Stored in the database: tells a wrong key file from a corrupt row."""

@@ -131,7 +131,9 @@ class RightsStore:
             has_rows = self._db.execute("SELECT 1 FROM persons LIMIT 1").fetchone()
             if has_rows:
                 raise CacheCorrupt("key check missing from a database that has rows")
-            self._write(lambda db: db.execute("INSERT INTO meta VALUES ('key_check', ?)", (expected,)))
+            self._write(
+                lambda db: db.execute("INSERT INTO meta VALUES ('key_check', ?)", (expected,))
+            )
         elif bytes(row[0]) != expected:
             raise WrongKey("the rights cache was written with another key file")
 
@@ -220,6 +222,23 @@ class RightsStore:
 
         return bool(self._write(apply))
 
+    def set_means_sealed(self, cred: bytes, state: int, source: Source, obtained_at: int) -> None:
+        """Store a means row under an already-hashed credential key (rebuild)."""
+        blob = self._cipher.seal(cred, cbor2.dumps([state, int(source), obtained_at]))
+        self._write(
+            lambda db: db.execute("INSERT OR REPLACE INTO means VALUES (?, ?)", (cred, blob))
+        )
+
+    def meta_int(self, name: str, default: int = 0) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT v FROM meta WHERE k = ?", (name,)).fetchone()
+        return default if row is None else int(row[0])
+
+    def set_meta_int(self, name: str, value: int) -> None:
+        self._write(
+            lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+        )
+
     def purge(self, who: BeneficiaryId | None = None, *, nir: str | None = None) -> int:
         """Erase one beneficiary (or every row under an insured NIR), then VACUUM and truncate
         the WAL so that no copy of the rows stays in the files."""
@@ -233,7 +252,9 @@ class RightsStore:
                 )
             else:
                 assert nir is not None
-                cur = db.execute("DELETE FROM persons WHERE family = ?", (self._cipher.family(nir),))
+                cur = db.execute(
+                    "DELETE FROM persons WHERE family = ?", (self._cipher.family(nir),)
+                )
             return cur.rowcount
 
         removed = int(self._write(apply))

@@ -1,0 +1,407 @@
+"""The offline rights cache, as the daemon uses it.
+
+    cache = RightsCache.open(db_path, key_path, policy=StalenessPolicy(), client=RightsClient(url))
+    cache.record_verified(verified)               # after every accepted presentation
+    answer = cache.lookup(who, credential_id=verified.credential_id)   # refreshes if it can
+    answer.status / answer.billable / answer.source / answer.obtained_at
+
+A database that fails a check at open, or a row that fails authentication later, is moved
+aside and rebuilt: rows of the old file that still authenticate are carried over (each is
+AES-GCM-sealed under its own lookup key, so a carried row is exactly what this cache wrote),
+then the insurer's service is asked again for those families when it answers. With a wrong
+key nothing can be read: the cache starts empty and refills from credentials and the service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cbor2
+from cryptography.exceptions import InvalidTag
+
+from comptoir.tokens.model import Credential, Verified
+
+from . import codec
+from .client import RightsClient
+from .crypto import RowCipher, load_or_create_key
+from .errors import CacheCorrupt, ServiceError, ServiceUnavailable, WrongKey
+from .model import BeneficiaryId, RightsAnswer, RightsRecord, Source, Sourced, Status
+from .policy import StalenessPolicy
+from .sources import absent_members, from_credential
+from .store import (
+    MEANS_ACTIVE,
+    MEANS_DEACTIVATED,
+    MEANS_OPPOSED,
+    MEANS_SUSPENDED,
+    RightsStore,
+    quarantine,
+)
+
+log = logging.getLogger("comptoir.rights")
+
+_OPPOSITION_SEQ = "opposition_seq"
+
+
+@dataclass
+class SyncReport:
+    families: int = 0  # asked
+    answered: int = 0
+    unknown: int = 0  # the service does not know the NIR
+    rows_changed: int = 0
+    oppositions: int = 0
+    failed: str = ""  # why the sync stopped early ("" when it completed)
+    seconds: float = 0.0
+
+
+@dataclass
+class Rebuild:
+    reason: str
+    salvaged: int = 0
+    quarantined: Path | None = None
+    at: float = field(default_factory=time.time)
+
+
+class RightsCache:
+    def __init__(
+        self,
+        store: RightsStore,
+        cipher: RowCipher,
+        *,
+        policy: StalenessPolicy | None = None,
+        client: RightsClient | None = None,
+        clock: Any = time.time,
+        store_options: dict[str, Any] | None = None,
+        keep_corrupt: bool = False,
+    ) -> None:
+        self.store = store
+        self._cipher = cipher
+        self.policy = policy or StalenessPolicy()
+        self.client = client
+        self._clock = clock
+        self._store_options = store_options or {}
+        self._keep_corrupt = keep_corrupt
+        self._lock = threading.RLock()
+        self.rebuilds: list[Rebuild] = []
+
+    @classmethod
+    def open(
+        cls,
+        db_path: str | Path,
+        key_path: str | Path,
+        *,
+        policy: StalenessPolicy | None = None,
+        client: RightsClient | None = None,
+        clock: Any = time.time,
+        keep_corrupt: bool = False,
+        **store_options: Any,
+    ) -> RightsCache:
+        """Open (creating if needed) the cache; a corrupt file is reported and rebuilt.
+        `store_options` go to RightsStore (integrity, verify_rows, max_pages, durable)."""
+        cipher = RowCipher(load_or_create_key(key_path))
+        try:
+            store = RightsStore(db_path, cipher, **store_options)
+            rebuild = None
+        except CacheCorrupt as exc:
+            store, rebuild = _rebuild(
+                Path(db_path), cipher, exc, store_options, keep_corrupt, int(clock())
+            )
+        cache = cls(
+            store,
+            cipher,
+            policy=policy,
+            client=client,
+            clock=clock,
+            store_options=store_options,
+            keep_corrupt=keep_corrupt,
+        )
+        if rebuild is not None:
+            cache.rebuilds.append(rebuild)
+        return cache
+
+    def close(self) -> None:
+        with self._lock:
+            self.store.close()
+            if self.client is not None:
+                self.client.close()
+
+    def _recover(self, exc: CacheCorrupt) -> None:
+        """A row failed authentication in use: the whole file is suspect. Rebuild now."""
+        with self._lock:
+            self.store.close()
+            self.store, rebuild = _rebuild(
+                self.store.path,
+                self._cipher,
+                exc,
+                self._store_options,
+                self._keep_corrupt,
+                int(self._clock()),
+            )
+            self.rebuilds.append(rebuild)
+
+    def _guard(self, fn: Any) -> Any:
+        try:
+            return fn()
+        except CacheCorrupt as exc:
+            self._recover(exc)
+            return fn()
+
+    # -- the verdict ---------------------------------------------------------------------------
+
+    def rights_for(
+        self, who: BeneficiaryId, now: int | None = None, *, credential_id: bytes | None = None
+    ) -> RightsAnswer:
+        """What the cache holds for `who`, judged by the staleness policy. Never asks the
+        service; never returns a record of anyone but `who` (checked after decryption)."""
+        now = int(self._clock()) if now is None else now
+
+        def read() -> tuple[RightsRecord | None, int | None]:
+            with self._lock:
+                record = self.store.get(who)
+                means = None if credential_id is None else self.store.means(credential_id)
+            return record, None if means is None else means.value
+
+        record, means_state = self._guard(read)
+        return self.policy.verdict(who, record, now, means_state=means_state)
+
+    def lookup(
+        self,
+        who: BeneficiaryId,
+        now: int | None = None,
+        *,
+        credential_id: bytes | None = None,
+        refresh: bool = True,
+    ) -> RightsAnswer:
+        """rights_for, after asking the service for the family when the cached rights are not
+        fresh and the service is reachable (the circuit breaker answers at once when not)."""
+        now = int(self._clock()) if now is None else now
+        answer = self.rights_for(who, now, credential_id=credential_id)
+        if not refresh or self.client is None or answer.status in (Status.FRESH, Status.BLOCKED):
+            return answer
+        try:
+            records = self.client.family(who.nir)
+        except (ServiceUnavailable, ServiceError) as exc:
+            log.warning("rights service not used for this look-up", extra={"why": str(exc)})
+            return answer
+        self.record_service(who.nir, records)
+        answer = self.rights_for(who, now, credential_id=credential_id)
+        if records is None and answer.status is Status.UNKNOWN:
+            return RightsAnswer(Status.UNKNOWN, None, None, None, "unknown_to_service", True)
+        return RightsAnswer(
+            answer.status,
+            answer.record,
+            answer.source,
+            answer.obtained_at,
+            answer.reason,
+            refreshed=True,
+        )
+
+    # -- sources -------------------------------------------------------------------------------
+
+    def _apply_snapshot(self, nir: str, records: list[RightsRecord]) -> int:
+        def run() -> int:
+            known = self.store.family_members(nir)
+            return self.store.upsert([*records, *absent_members(known, records)])
+
+        with self._lock:
+            return int(self._guard(run))
+
+    def record_credential(self, cred: Credential) -> int:
+        """Rights signed into a verified credential (obtained at its `iat`)."""
+        return self._apply_snapshot(cred.insured.nir, from_credential(cred))
+
+    def record_verified(self, verified: Verified) -> int:
+        return self.record_credential(verified.credential)
+
+    def record_service(
+        self, nir: str, records: list[RightsRecord] | None, now: int | None = None
+    ) -> int:
+        """An answer of the service for one insured NIR. None means the service does not know
+        the NIR: cached members get the fact "no AMO rights" as of now."""
+        if records is not None:
+            return self._apply_snapshot(nir, records)
+        now = int(self._clock()) if now is None else now
+        with self._lock:
+            known = self._guard(lambda: self.store.family_members(nir))
+            if not known:
+                return 0
+            return self.store.upsert(_no_rights_marker(k.who, now) for k in known)
+
+    def record_status(self, credential_id: bytes, status_value: int, obtained_at: int) -> bool:
+        """A status-list entry for a credential (0 valid, 1 invalid, 2 suspended, else invalid)."""
+        state = {0: MEANS_ACTIVE, 2: MEANS_SUSPENDED}.get(status_value, MEANS_DEACTIVATED)
+        with self._lock:
+            return bool(
+                self._guard(
+                    lambda: self.store.set_means(
+                        credential_id, state, Source.STATUS_LIST, obtained_at
+                    )
+                )
+            )
+
+    def record_opposition(self, entries: Iterable[tuple[bytes, int]]) -> int:
+        changed = 0
+        with self._lock:
+            for credential_id, opposed_at in entries:
+                changed += self.store.set_means(
+                    credential_id, MEANS_OPPOSED, Source.OPPOSITION, opposed_at
+                )
+        return changed
+
+    # -- sync ----------------------------------------------------------------------------------
+
+    def sync(self, now: int | None = None, *, older_than: int = 0) -> SyncReport:
+        """Ask the service again for every cached family whose AMO rights were obtained more
+        than `older_than` seconds ago, and pull the opposition list. Stops at the first
+        unavailability (the breaker is open, or retries ran out) and says so."""
+        if self.client is None:
+            raise ValueError("no rights service configured")
+        now = int(self._clock()) if now is None else now
+        started = time.perf_counter()
+        report = SyncReport()
+        with self._lock:
+            nirs = list(
+                dict.fromkeys(
+                    r.who.nir
+                    for r in self._guard(lambda: list(self.store.records()))
+                    if r.amo is None or r.amo.obtained_at <= now - older_than
+                )
+            )
+        report.families = len(nirs)
+        try:
+            for i in range(0, len(nirs), 200):
+                answers = self.client.families(nirs[i : i + 200])
+                for nir, records in answers.items():
+                    report.answered += 1
+                    report.unknown += records is None
+                    report.rows_changed += self.record_service(nir, records, now)
+            report.oppositions = self._sync_oppositions()
+        except (ServiceUnavailable, ServiceError) as exc:
+            report.failed = str(exc)
+            log.warning(
+                "rights sync stopped early",
+                extra={"answered": report.answered, "families": report.families, "why": str(exc)},
+            )
+        report.seconds = time.perf_counter() - started
+        return report
+
+    def _sync_oppositions(self) -> int:
+        assert self.client is not None
+        seq = self.store.meta_int(_OPPOSITION_SEQ)
+        opp = self.client.oppositions(seq)
+        changed = self.record_opposition(opp.entries)
+        self.store.set_meta_int(_OPPOSITION_SEQ, opp.seq)
+        return changed
+
+    # -- erasure and counts --------------------------------------------------------------------
+
+    def purge(self, who: BeneficiaryId) -> int:
+        with self._lock:
+            return self.store.purge(who)
+
+    def purge_family(self, nir: str) -> int:
+        with self._lock:
+            return self.store.purge(nir=nir)
+
+    def counts(self, now: int | None = None) -> dict[str, Any]:
+        """Counts only, never anyone's data: for `comptoir cache export-counts` and status."""
+        now = int(self._clock()) if now is None else now
+        with self._lock:
+            c = self.store.counts()
+            statuses: Counter[str] = Counter()
+            sources: Counter[str] = Counter()
+            for record in self._guard(lambda: list(self.store.records())):
+                statuses[self.policy.verdict(record.who, record, now).status.value] += 1
+                if record.amo is not None:
+                    sources[record.amo.source.label] += 1
+        return {
+            "persons": c.persons,
+            "families": c.families,
+            "means": c.means,
+            "schema_version": c.schema_version,
+            "file_bytes": c.file_bytes,
+            "by_status": {s.value: statuses.get(s.value, 0) for s in Status},
+            "by_source": dict(sorted(sources.items())),
+            "rebuilds": len(self.rebuilds),
+        }
+
+
+def _no_rights_marker(who: BeneficiaryId, now: int) -> RightsRecord:
+    return RightsRecord(who, amo=Sourced((), Source.SERVICE, now))
+
+
+def _rebuild(
+    path: Path,
+    cipher: RowCipher,
+    exc: CacheCorrupt,
+    store_options: dict[str, Any],
+    keep_corrupt: bool,
+    stamp: int,
+) -> tuple[RightsStore, Rebuild]:
+    log.error("rights cache unusable, rebuilding it from the sources", extra={"why": str(exc)})
+    moved = quarantine(path, stamp)
+    rebuild = Rebuild(reason=str(exc), quarantined=moved if keep_corrupt else None)
+    store = RightsStore(path, cipher, **store_options)
+    if moved is not None and not isinstance(exc, WrongKey):
+        records, means = _salvage(moved, cipher)
+        store.insert_new(records)
+        for cred, (state, source, obtained) in means.items():
+            store.set_means_sealed(cred, state, source, obtained)
+        rebuild.salvaged = len(records)
+    if moved is not None and not keep_corrupt:
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                moved.with_name(moved.name + suffix).unlink()
+    log.error("rights cache rebuilt", extra={"salvaged_rows": rebuild.salvaged})
+    return store, rebuild
+
+
+def _salvage(
+    path: Path, cipher: RowCipher
+) -> tuple[list[RightsRecord], dict[bytes, tuple[int, Source, int]]]:
+    """Rows of a suspect file that still authenticate under their own lookup key."""
+    records: dict[bytes, RightsRecord] = {}
+    means: dict[bytes, tuple[int, Source, int]] = {}
+    try:
+        db = sqlite3.connect(str(path), isolation_level=None)
+    except sqlite3.Error:
+        return [], {}
+    try:
+        db.execute("PRAGMA query_only=1")
+        for table, sink in (("persons", records), ("means", means)):
+            try:
+                cur = db.execute(
+                    f"SELECT {'lookup' if table == 'persons' else 'cred'}, row FROM {table}"
+                )
+                while True:
+                    try:
+                        row = cur.fetchone()
+                    except sqlite3.Error:
+                        break  # the rest of this table is unreadable
+                    if row is None:
+                        break
+                    key, blob = bytes(row[0]), bytes(row[1])
+                    try:
+                        plain = cipher.open(key, blob)
+                    except InvalidTag:
+                        continue
+                    if table == "persons":
+                        rec = codec.decode(plain)
+                        if cipher.lookup(rec.who.canonical()) == key:
+                            sink[key] = rec  # type: ignore[assignment]
+                    else:
+                        state, source, obtained = cbor2.loads(plain)
+                        sink[key] = (int(state), Source(source), int(obtained))  # type: ignore[assignment]
+            except (sqlite3.Error, ValueError):
+                continue
+    finally:
+        db.close()
+    return list(records.values()), means
