@@ -109,6 +109,22 @@ class UnixPortRepl:
         self.stop()
 
 
+# ---------------------------------------------------------------------- pytest options
+
+
+def add_pytest_options(parser: Any) -> None:
+    """The bench's pytest options (`parser` is a pytest.Parser; typed loosely so that
+    this module does not import pytest)."""
+    group = parser.getgroup("comptoir-hil", "Comptoir hardware-in-loop bench")
+    group.addoption("--board-port", default=None, metavar="PORT",
+                    help="serial port of a real board's host link; without it the link "
+                    "scenarios run on the twin and hardware-only (hil) tests skip")
+    group.addoption("--board", default=None, metavar="NAME",
+                    help=f"board definition ({', '.join(boards_mod.list_boards())})")
+    group.addoption("--paired-dir", default=None, metavar="DIR",
+                    help="host directory of paired boards (default ~/.config/comptoir/boards)")
+
+
 # ---------------------------------------------------------------------- targets
 
 
