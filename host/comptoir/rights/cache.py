@@ -267,14 +267,7 @@ class RightsCache:
         now = int(self._clock()) if now is None else now
         started = time.perf_counter()
         report = SyncReport()
-        with self._lock:
-            nirs = list(
-                dict.fromkeys(
-                    r.who.nir
-                    for r in self._guard(lambda: list(self.store.records()))
-                    if r.amo is None or r.amo.obtained_at <= now - older_than
-                )
-            )
+        nirs = self._guard(lambda: self._cached_nirs(now - older_than))
         report.families = len(nirs)
         try:
             for i in range(0, len(nirs), 200):
@@ -292,6 +285,14 @@ class RightsCache:
             )
         report.seconds = time.perf_counter() - started
         return report
+
+    def _cached_nirs(self, cutoff: int) -> list[str]:
+        # Streams the rows (a million decoded records would not fit in a small PC's memory).
+        nirs: dict[str, None] = {}
+        for r in self.store.records():
+            if r.amo is None or r.amo.obtained_at <= cutoff:
+                nirs[r.who.nir] = None
+        return list(nirs)
 
     def _sync_oppositions(self) -> int:
         assert self.client is not None
@@ -318,10 +319,16 @@ class RightsCache:
             c = self.store.counts()
             statuses: Counter[str] = Counter()
             sources: Counter[str] = Counter()
-            for record in self._guard(lambda: list(self.store.records())):
-                statuses[self.policy.verdict(record.who, record, now).status.value] += 1
-                if record.amo is not None:
-                    sources[record.amo.source.label] += 1
+
+            def tally() -> None:
+                statuses.clear()
+                sources.clear()
+                for record in self.store.records():
+                    statuses[self.policy.verdict(record.who, record, now).status.value] += 1
+                    if record.amo is not None:
+                        sources[record.amo.source.label] += 1
+
+            self._guard(tally)
         return {
             "persons": c.persons,
             "families": c.families,
