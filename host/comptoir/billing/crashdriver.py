@@ -1,0 +1,56 @@
+"""The crash test's victim: records synthetic dispensations and exports lots in a loop, as the
+daemon would, so that a test can SIGKILL it anywhere and start it again.
+
+    python -m comptoir.billing.crashdriver --db J --out DIR --count 1000
+
+Each run resumes from what the journal holds, re-submitting the last few dispensations (a
+daemon killed mid-commit does not know whether its last one got in). Time is simulated: one
+dispensation a minute, so lots close by age as well as by size. Prints DONE when every
+dispensation is recorded, every lot closed and every lot exported (after READY, printed
+once the journal is open).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .export import Exporter
+from .journal import Journal
+from .synth import Synth
+
+START = 1_780_000_000
+RESUBMIT = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="crashdriver")
+    ap.add_argument("--db", required=True)
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--count", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pharmacies", type=int, default=2)
+    ap.add_argument("--lot-size", type=int, default=25)
+    ap.add_argument("--lot-max-age", type=int, default=40 * 60)
+    ap.add_argument("--export-every", type=int, default=30)
+    args = ap.parse_args(argv)
+
+    synth = Synth(args.seed, pharmacies=args.pharmacies, families=16)
+    with Journal(args.db, lot_size=args.lot_size, lot_max_age=args.lot_max_age) as journal:
+        exporter = Exporter(journal, args.out)
+        start = max(0, journal.count_sheets() - RESUBMIT)
+        print("READY", flush=True)  # the test's clock for a kill starts here, not at exec
+        for i in range(start, args.count):
+            journal.record(synth.dispensation(i), now=START + 60 * i)
+            if i % args.export_every == 0:
+                journal.close_due(now=START + 60 * i)
+                exporter.export()
+        for finess in journal.pharmacies():
+            journal.close_lot(finess, now=START + 60 * args.count)
+        exporter.export()
+    print("DONE", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
