@@ -7,15 +7,18 @@ import sys
 import board as board_layer
 
 from comptoir_link import frames as F
+from comptoir_link.board_side import BoardLink
 from comptoir_link.compat import const
-from comptoir_link.link import COUNTER_NAMES, UP, Link
+from comptoir_link.link import COUNTER_NAMES, UP
 
 FIRMWARE_VERSION = "0.1.0"
 
 _RX_CHUNK = const(512)
 _WDT_MS = const(8000)
 _IDLE_WAIT_MS = const(10)
-_STATUS_COUNTERS = F.STATUS_FIELDS[3:]
+# Link counters reported in STATUS, in the order docs/protocol.md gives.
+_STATUS_COUNTERS = ("crc_errors", "malformed_frames", "oversized_frames", "retransmits",
+                    "duplicates", "link_lost", "sessions")
 _MAX_CONSECUTIVE_FAULTS = const(20)
 
 
@@ -27,6 +30,8 @@ class Reader:
         baud = spec.get("baud", 115200)
         max_payload = board.definition.get("link", {}).get("max_payload", F.DEFAULT_MAX_PAYLOAD)
         caps = F.CAP_LED
+        if board.has_uart("pn532"):
+            caps |= F.CAP_NFC
         for feature, bit in (("nfc", F.CAP_NFC), ("camera", F.CAP_CAMERA),
                              ("buzzer", F.CAP_BUZZER), ("display", F.CAP_DISPLAY)):
             if feature in board.definition.get("features", ()):
@@ -37,7 +42,17 @@ class Reader:
             F.T_BOARD_NAME: board.name.encode(),
             F.T_CAPS: F.u16_bytes(caps),
         }
-        self.link = Link(self.uart.write, True, baud=baud, max_payload=max_payload,
+        # Features first, link buffers last: the modules' code is loaded before
+        # the big buffers are carved out, which keeps the heap unfragmented.
+        self._out = bytearray(max_payload)  # payloads the application builds
+        self._out_mv = memoryview(self._out)
+        self.nfc = None
+        if board.has_uart("pn532"):
+            from nfc_task import NfcTask
+
+            self.nfc = NfcTask(board.uart("pn532"), self._out)
+        gc.collect()
+        self.link = BoardLink(self.uart.write, baud=baud, max_payload=max_payload,
                          hello_items=items, random_bytes=board.random_bytes,
                          clock=board.ticks_ms, pair_key=board.pair_key)
         self.link.on_message = self._on_message
@@ -45,13 +60,13 @@ class Reader:
         self.link.on_down = self._on_down
         self._rx = bytearray(_RX_CHUNK)
         self._rx_mv = memoryview(self._rx)
-        self._out = bytearray(max_payload)  # payloads the application builds
-        self._out_mv = memoryview(self._out)
         self._bench_left = 0
         self._bench_size = 0
         self._bench_index = 0
         self._bench_done_owed = False
         self._status_owed = False
+        self._next_obj_id = 1
+        self._verdict_until = None
         self._uarts = (self.uart,)
         self.min_free = board.free_heap()
         self.started = board.ticks_ms()
@@ -63,6 +78,8 @@ class Reader:
         self.board.output("led_error", 0)
         self.board.output("led_ready", 1)
         self._bench_left = 0
+        if self.nfc:
+            self.nfc.on_session()
 
     def _on_down(self, reason):
         self.board.output("led_ready", 0)
@@ -78,8 +95,33 @@ class Reader:
                 self._out[i] = (i * 7 + 1) & 0xFF
         elif ftype == F.STATUS_REQUEST:
             self._status_owed = True
+        elif ftype == F.CHALLENGE and self.nfc:
+            if not self.nfc.on_challenge(payload):
+                self._send_error(F.E_BAD_REQUEST, "CHALLENGE of %d bytes" % len(payload))
+        elif ftype == F.VERDICT and len(payload) >= 5:
+            self._show_verdict(payload[2], payload[5:])
         else:
             self._send_error(F.E_BAD_REQUEST, "unhandled frame type 0x%02x" % ftype)
+
+    # -------------------------------------------------------------- feedback
+    def _show_verdict(self, verdict, text):
+        # What the person at the counter sees and hears, for a few seconds.
+        b = self.board
+        b.output("led_ready", 0)
+        b.output("led_ok", 1 if verdict == F.V_ACCEPTED else 0)
+        b.output("led_choose", 1 if verdict == F.V_CHOOSE_BENEFICIARY else 0)
+        b.output("led_error", 1 if verdict in (F.V_REFUSED, F.V_ERROR) else 0)
+        b.output("buzzer", 1 if verdict == F.V_ACCEPTED else 2)
+        b.show(bytes(text).decode())
+        self._verdict_until = b.ticks_ms() + 2000
+
+    def _verdict_done(self):
+        b = self.board
+        for name in ("led_ok", "led_choose", "led_error", "buzzer"):
+            b.output(name, 0)
+        b.output("led_ready", 1)
+        b.show("")
+        self._verdict_until = None
 
     # -------------------------------------------------------------- outgoing
     def _send_error(self, code, text):
@@ -113,6 +155,12 @@ class Reader:
         if self._status_owed and link.can_send():
             link.send(F.STATUS, self._out_mv, self._status_payload())
             self._status_owed = False
+        if self.nfc is not None:
+            # NFC first: a tap never waits behind bulk traffic.
+            if self.nfc.step(link, self._next_obj_id):
+                self._next_obj_id = (self._next_obj_id + 1) & 0xFFFF or 1
+            if self.nfc.busy:
+                return
         while self._bench_left and link.can_send():
             k = self._bench_index
             self._out[0] = k & 0xFF
@@ -133,6 +181,9 @@ class Reader:
             self.link.feed(self._rx_mv, n)
         self.link.poll()
         self._pump()
+        if self._verdict_until is not None and self.board.ticks_diff(
+                self.board.ticks_ms(), self._verdict_until) >= 0:
+            self._verdict_done()
         free = self.board.free_heap()
         if free < self.min_free:
             self.min_free = free
@@ -162,9 +213,24 @@ class Reader:
                     self.board.reset()
 
 
+# Feature modules, loaded one at a time with a collection after each: loading
+# a module leaves garbage between the pieces of code it keeps, and without the
+# collections the heap ends up in crumbs too small for the buffers to come.
+_NFC_MODULES = ("pn532.errors", "pn532.frame", "pn532.transport", "pn532.chip",
+                "pn532.apdu", "nfc_reader", "nfc_task")
+
+
+def _load(modules):
+    for name in modules:
+        __import__(name)
+        gc.collect()
+
+
 def main(argv):
     b = board_layer.open(argv)
     gc.collect()
+    if b.has_uart("pn532"):
+        _load(_NFC_MODULES)
     reader = Reader(b)
     print("comptoir reader %s on %s, free heap %d" % (FIRMWARE_VERSION, b.name, b.free_heap()))
     reader.run()

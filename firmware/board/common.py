@@ -7,10 +7,7 @@ from comptoir_link.compat import ticks_diff, ticks_ms
 try:
     from time import sleep_ms
 except ImportError:  # CPython, when board tests run there
-    from time import sleep as _sleep
-
-    def sleep_ms(ms):
-        _sleep(ms / 1000)
+    from comptoir_link.cpython_compat import sleep_ms  # type: ignore
 
 
 class BoardBase:

@@ -152,6 +152,11 @@ class UnixBoard(BoardBase):
             self._outputs[name] = value
             print("OUT %s %s" % (name, value))
 
+    def show(self, text):
+        # The display, when the board has one: the twin prints it.
+        if text:
+            print("SHOW %s" % text)
+
     def wait(self, uarts, timeout_ms):
         for u in uarts:
             if u not in self._polled:

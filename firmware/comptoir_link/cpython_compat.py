@@ -19,3 +19,7 @@ def ticks_diff(a, b):
 
 def ticks_add(a, b):
     return a + b
+
+
+def sleep_ms(ms):
+    time.sleep(ms / 1000)

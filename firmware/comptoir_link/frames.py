@@ -1,6 +1,7 @@
 # Frame types and constants of the Comptoir serial link, shared by the firmware
 # and the host (the host imports this very file). docs/protocol.md describes
-# every byte; keep the two in step.
+# every byte; keep the two in step. Names for humans (logs, the twin's screen)
+# are in names.py, which the board never loads: every global here costs heap.
 from comptoir_link.compat import const
 
 PROTOCOL_VERSION = const(1)
@@ -58,33 +59,6 @@ V_REFUSED = const(2)
 V_CHOOSE_BENEFICIARY = const(3)
 V_ERROR = const(4)
 
-NAMES = {
-    HELLO: "HELLO",
-    HELLO_ACK: "HELLO_ACK",
-    HELLO_REJECT: "HELLO_REJECT",
-    ACK: "ACK",
-    NAK: "NAK",
-    HEARTBEAT: "HEARTBEAT",
-    RESET: "RESET",
-    LOG: "LOG",
-    ERROR: "ERROR",
-    BENCH_REQUEST: "BENCH_REQUEST",
-    BENCH_DATA: "BENCH_DATA",
-    BENCH_DONE: "BENCH_DONE",
-    STATUS: "STATUS",
-    STATUS_REQUEST: "STATUS_REQUEST",
-    PAIR_PROOF: "PAIR_PROOF",
-    CHALLENGE: "CHALLENGE",
-    OBJECT_CHUNK: "OBJECT_CHUNK",
-    TAP_ERROR: "TAP_ERROR",
-    VERDICT: "VERDICT",
-    QR_TEXT: "QR_TEXT",
-    CHALLENGE_NEEDED: "CHALLENGE_NEEDED",
-}
-
-# STATUS payload: u32 LE values in this order.
-STATUS_FIELDS = ("free_heap", "min_free_heap", "uptime_ms", "crc_errors", "malformed_frames",
-                 "oversized_frames", "retransmits", "duplicates", "link_lost", "sessions")
 
 # HELLO / HELLO_ACK payload: TLV items (tag 1 byte, length 1 byte, value).
 # Unknown tags are skipped, so a newer peer can add items.
@@ -106,14 +80,6 @@ CAP_DISPLAY = const(0x0008)
 CAP_BUZZER = const(0x0010)
 CAP_LED = const(0x0020)
 
-CAP_NAMES = (
-    (CAP_NFC, "nfc"),
-    (CAP_CAMERA, "camera"),
-    (CAP_QR_DECODE, "qr-decode"),
-    (CAP_DISPLAY, "display"),
-    (CAP_BUZZER, "buzzer"),
-    (CAP_LED, "led"),
-)
 
 # HELLO_REJECT reason (first payload byte), then u8 min, u8 max, UTF-8 text.
 REJECT_VERSION = const(1)
@@ -130,10 +96,6 @@ LOG_ERROR = const(40)
 E_LINK_NOISE = const(0x0001)  # the board counted bad frames from the host
 E_WATCHDOG = const(0x0002)  # the board restarted after a watchdog reset
 E_BAD_REQUEST = const(0x0003)  # a sequenced frame the receiver cannot act on
-
-
-def caps_names(caps):
-    return [name for bit, name in CAP_NAMES if caps & bit]
 
 
 def tlv_put(out, o, tag, value):

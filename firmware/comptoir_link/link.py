@@ -10,7 +10,6 @@
 # sequence number, a session byte against stale frames, heartbeats, and link-loss
 # detection. docs/protocol.md describes every byte.
 from comptoir_link import frames as F
-from comptoir_link import pairing
 from comptoir_link.cobs import Decoder, encode_into, max_encoded_len
 from comptoir_link.compat import const, crc32, ticks_add, ticks_diff, ticks_ms
 
@@ -73,7 +72,10 @@ def _nop(*args):
 
 
 class Link:
-    """One end of the link. Set the on_* callbacks before feeding it.
+    """What both ends of the link share. A board uses BoardLink (board_side.py),
+    the host HostLink (host_side.py): each side's session handling lives in its
+    own module, so a board never loads the host's half. Set the on_* callbacks
+    before feeding it.
 
     on_message(ftype, payload)  a sequenced frame, in order, exactly once. payload
                                 is a memoryview valid only during the call.
@@ -81,27 +83,25 @@ class Link:
                                 HELLO_ACK TLV dict (tag -> bytes)
     on_down(reason)             the session ended (loss, peer restart, refusal)
     on_error(counter, detail)   a damaged or unwanted frame was counted
-    accept_hello(info)          host only: None to accept, or (reason, text)
     """
 
-    def __init__(self, write, is_board, baud=115200, max_payload=F.DEFAULT_MAX_PAYLOAD,
+    is_board = False
+
+    def __init__(self, write, baud=115200, max_payload=F.DEFAULT_MAX_PAYLOAD,
                  window=2, heartbeat_ms=1000, rto_base_ms=100, max_retries=8,
-                 hello_items=None, random_bytes=None, clock=None, pair_key=None):
+                 random_bytes=None, clock=None):
         if window not in (1, 2, 4, 8):
             raise ValueError("window must be 1, 2, 4 or 8")
         if not 16 <= max_payload <= F.MAX_PAYLOAD_LIMIT:
             raise ValueError("max_payload out of range")
         self._write = write
-        self.is_board = is_board
         self.baud = baud
         self.max_payload = max_payload
         self.window = window
         self.heartbeat_ms = heartbeat_ms
         self.rto_base_ms = rto_base_ms
         self.max_retries = max_retries
-        self._hello_items = hello_items or {}
         self._random = random_bytes
-        self._pair_key = pair_key
         self.host_nonce = b""
         self._clock = clock or ticks_ms
 
@@ -109,17 +109,18 @@ class Link:
         self.on_up = _nop
         self.on_down = _nop
         self.on_error = _nop
-        self.accept_hello = None
 
         self.counters = [0] * len(COUNTER_NAMES)
         self.peer = {}
 
         body = F.HEADER_LEN + max_payload + F.CRC_LEN
         self._wire_max = max_encoded_len(body) + 2  # leading and trailing 0x00
+        # A data frame's body is built at this offset inside its own slot and
+        # COBS-encoded in place towards the slot's start: the encoder's output
+        # never overtakes its input, so no separate body buffer is needed.
+        self._body_at = self._wire_max - body
         self._dec = Decoder(body)
         self._rx_mv = memoryview(self._dec.buf)
-        self._body = bytearray(body)
-        self._body_mv = memoryview(self._body)
         self._slots = [bytearray(self._wire_max) for _ in range(window)]
         self._slot_len = [0] * window
         self._cbody = bytearray(_CTRL_BODY)
@@ -160,7 +161,6 @@ class Link:
         self._rtx_deadline = self._clock()
         self._fast_rtx_after = self._clock()
         self._nak_after = self._clock()
-        self._reset_after = self._clock()
 
     # ------------------------------------------------------------ public API
     def can_send(self):
@@ -185,8 +185,10 @@ class Link:
             return False
         seq = self.tx_seq
         i = seq % self.window
-        blen = self._build(self._body, ftype, seq, payload, n)
-        self._slot_len[i] = self._encode(self._body_mv, blen, self._slots[i])
+        slot = memoryview(self._slots[i])
+        body = slot[self._body_at :]
+        blen = self._build(body, ftype, seq, payload, n)
+        self._slot_len[i] = self._encode(body, blen, slot)
         self.tx_seq = (seq + 1) & 0xFF
         self.n_out += 1
         self._transmit(memoryview(self._slots[i])[: self._slot_len[i]])
@@ -228,8 +230,8 @@ class Link:
                 return
             if ticks_diff(now, self._last_tx) >= self.heartbeat_ms:
                 self._control(F.HEARTBEAT, b"")
-        elif self.is_board and ticks_diff(now, self._next_hello) >= 0:
-            self._send_hello(now)
+        else:
+            self._poll_down(now)
 
     def reset(self, reason="reset by application"):
         """Forget the session (the board will HELLO again)."""
@@ -252,7 +254,7 @@ class Link:
         if n:
             body[5 : 5 + n] = payload[:n] if len(payload) != n else payload
         end = 5 + n
-        c = crc32(memoryview(body)[:end]) & 0xFFFFFFFF
+        c = crc32(body[:end]) & 0xFFFFFFFF
         body[end] = c & 0xFF
         body[end + 1] = (c >> 8) & 0xFF
         body[end + 2] = (c >> 16) & 0xFF
@@ -261,7 +263,7 @@ class Link:
 
     def _encode(self, body_mv, blen, out):
         out[0] = 0  # a leading delimiter flushes line noise out of the receiver
-        k = encode_into(body_mv, blen, memoryview(out)[1:])
+        k = encode_into(body_mv, blen, out[1:])
         out[k + 1] = 0
         return k + 2
 
@@ -278,10 +280,10 @@ class Link:
     def _control(self, ftype, payload, session=-1):
         if session >= 0:
             saved, self.session = self.session, session
-        blen = self._build(self._cbody, ftype, 0, payload, len(payload))
+        blen = self._build(self._cbody_mv, ftype, 0, payload, len(payload))
         if session >= 0:
             self.session = saved
-        k = self._encode(self._cbody_mv, blen, self._cwire)
+        k = self._encode(self._cbody_mv, blen, self._cwire_mv)
         self._transmit(self._cwire_mv[:k])
 
     def _arm_rtx(self):
@@ -339,20 +341,10 @@ class Link:
         if ver != F.PROTOCOL_VERSION:
             self._count(C_BAD_VERSION,
                         "protocol version %d, we speak %d" % (ver, F.PROTOCOL_VERSION))
-            if not self.is_board and ftype == F.HELLO:
-                self._reject(sess, F.REJECT_VERSION, "protocol version %d not supported" % ver)
+            self._bad_version(ftype, sess, ver)
             return
-        if ftype == F.HELLO:
-            if self.is_board:
-                self._count(C_UNKNOWN_TYPE, "HELLO received by a board")
-            else:
-                self._on_hello(sess, payload)
-            return
-        if ftype == F.HELLO_ACK or ftype == F.HELLO_REJECT or ftype == F.RESET:
-            if not self.is_board:
-                self._count(C_UNKNOWN_TYPE, "%s received by the host" % F.NAMES[ftype])
-            else:
-                self._on_board_control(ftype, sess, payload)
+        if ftype < F.ACK or ftype == F.RESET:  # HELLO, HELLO_ACK, HELLO_REJECT, RESET
+            self._on_session_control(ftype, sess, payload)
             return
         if ftype < F.FIRST_SEQUENCED and ftype not in (F.ACK, F.NAK, F.HEARTBEAT):
             self._count(C_UNKNOWN_TYPE, "frame type 0x%02x" % ftype)
@@ -362,12 +354,7 @@ class Link:
                 self._count(C_STALE_SESSION, "session %d, current %d" % (sess, self.session))
             else:
                 self.counters[C_NO_SESSION] += 1
-            if not self.is_board:
-                # Tell the board to start over, at most once per hello interval.
-                now = self._clock()
-                if ticks_diff(now, self._reset_after) >= 0:
-                    self._control(F.RESET, b"", session=sess)
-                    self._reset_after = ticks_add(now, self.hello_interval_ms)
+            self._no_session(sess)
             return
         self._last_rx = self._clock()
         self._on_ack(ack)
@@ -424,58 +411,18 @@ class Link:
         self.on_down(reason)
 
     # ------------------------------------------------------------ sessions
-    def _send_hello(self, now):
-        if not self.nonce:
-            # A fresh attempt: new nonce and session byte. Repeats reuse them, so
-            # the host can tell a repeat (its HELLO_ACK was lost) from a restart.
-            rnd = self._random(9)
-            self.nonce = bytes(rnd[:8])
-            self.session = (rnd[8] % 255) + 1
-        tlv = self._tlv
-        o = 0
-        for tag in sorted(self._hello_items):
-            o = F.tlv_put(tlv, o, tag, self._hello_items[tag])
-        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.max_payload))
-        o = F.tlv_put(tlv, o, F.T_VERSIONS, bytes((F.PROTOCOL_MIN, F.PROTOCOL_MAX)))
-        o = F.tlv_put(tlv, o, F.T_NONCE, self.nonce)
-        self._control(F.HELLO, memoryview(tlv)[:o])
-        interval = self.hello_interval_ms if self.state == DOWN else 5000
-        self._next_hello = ticks_add(now, interval)
+    # Hooks the two sides fill in (board_side.py, host_side.py).
+    def _on_session_control(self, ftype, sess, payload):
+        self._count(C_UNKNOWN_TYPE, "type 0x%02x" % ftype)
 
-    def new_attempt(self):
-        """Forget the current nonce: the next HELLO starts a new session."""
-        self.nonce = b""
+    def _bad_version(self, ftype, sess, ver):
+        pass
 
-    def _on_board_control(self, ftype, sess, payload):
-        if ftype == F.RESET:
-            if sess == self.session and self.state == UP:
-                self._lose("host has no session with us")
-            return
-        if sess != self.session:
-            self._count(C_STALE_SESSION, "%s for session %d" % (F.NAMES[ftype], sess))
-            return
-        if ftype == F.HELLO_REJECT:
-            reason = payload[0] if len(payload) else 0
-            text = bytes(payload[3:]).decode() if len(payload) > 3 else ""
-            was_up = self.state == UP
-            self.state = REFUSED
-            self.new_attempt()
-            self.on_down("refused by host (reason %d): %s" % (reason, text))
-            if was_up:
-                self._reset_seq()
-            return
-        # HELLO_ACK
-        try:
-            info = F.tlv_parse(payload)
-        except ValueError as e:
-            self._count(C_MALFORMED, "HELLO_ACK: %s" % e)
-            return
-        if info.get(F.T_NONCE) != self.nonce:
-            self._count(C_STALE_SESSION, "HELLO_ACK for another attempt")
-            return
-        if self.state == UP:
-            return  # a repeat of the HELLO_ACK we already have
-        self._start_session(info)
+    def _no_session(self, sess):
+        pass
+
+    def _poll_down(self, now):
+        pass
 
     def _start_session(self, info):
         self.peer = info
@@ -488,69 +435,4 @@ class Link:
         self._reset_seq()
         self.state = UP
         self.counters[C_SESSIONS] += 1
-        now = self._clock()
-        self._last_rx = now
-        if self.is_board:
-            self.host_nonce = info.get(F.T_HOST_NONCE, b"")
-            if self._pair_key and self.host_nonce:
-                # The first sequenced frame of the session: the window is empty.
-                self.send(F.PAIR_PROOF, pairing.proof(
-                    self._pair_key, self._hello_items.get(F.T_BOARD_ID, b""),
-                    self.nonce, self.host_nonce, self.session))
-        self.on_up(info)
-
-    def _reject(self, sess, reason, text):
-        t = text.encode()[:100]
-        self._control(F.HELLO_REJECT, bytes((reason, F.PROTOCOL_MIN, F.PROTOCOL_MAX)) + t,
-                      session=sess)
-
-    def _on_hello(self, sess, payload):
-        try:
-            info = F.tlv_parse(payload)
-            nonce = info[F.T_NONCE]
-            versions = info[F.T_VERSIONS]
-            if len(nonce) != 8 or len(versions) != 2:
-                raise ValueError("bad nonce or versions item")
-            if sess == 0:
-                raise ValueError("session 0 is reserved")
-        except (ValueError, KeyError) as e:
-            self._count(C_MALFORMED, "HELLO: %s" % e)
-            self._reject(sess, F.REJECT_MALFORMED, "malformed HELLO: %s" % e)
-            return
-        if self.state == UP and nonce == self.nonce and sess == self.session:
-            self._send_hello_ack()  # the board did not get our HELLO_ACK
-            return
-        if not versions[0] <= F.PROTOCOL_VERSION <= versions[1]:
-            self._count(C_BAD_VERSION, "board speaks %d..%d" % (versions[0], versions[1]))
-            self._reject(sess, F.REJECT_VERSION, "host speaks protocol %d..%d, board %d..%d"
-                         % (F.PROTOCOL_MIN, F.PROTOCOL_MAX, versions[0], versions[1]))
-            return
-        if self.accept_hello is not None:
-            refusal = self.accept_hello(info)
-            if refusal is not None:
-                self._reject(sess, refusal[0], refusal[1])
-                return
-        if self.state == UP:
-            self._lose("board started a new session")
-        self.nonce = nonce
-        self.session = sess
-        self.host_nonce = bytes(self._random(8)) if self._random else b""
-        self._start_session(info)
-        self._send_hello_ack()
-
-    def _send_hello_ack(self):
-        tlv = self._tlv
-        o = F.tlv_put(tlv, 0, F.T_NONCE, self.nonce)
-        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.max_payload))
-        o = F.tlv_put(tlv, o, F.T_HEARTBEAT_MS, F.u16_bytes(self.heartbeat_ms))
-        o = F.tlv_put(tlv, o, F.T_VERSIONS, bytes((F.PROTOCOL_MIN, F.PROTOCOL_MAX)))
-        if self.host_nonce:
-            o = F.tlv_put(tlv, o, F.T_HOST_NONCE, self.host_nonce)
-        self._control(F.HELLO_ACK, memoryview(tlv)[:o])
-
-    def refuse(self, reason, text):
-        """Host: end this session with a HELLO_REJECT the board shows (pairing)."""
-        if self.state != UP:
-            return
-        self._reject(self.session, reason, text)
-        self._lose("refused: " + text)
+        self._last_rx = self._clock()

@@ -33,7 +33,9 @@ from comptoir.events import (
 )
 from comptoir.pairing import PROOF_TIMEOUT_S, PairedBoards, PairingGate
 from comptoir_link import frames as F
-from comptoir_link.link import COUNTER_NAMES, UP, Link
+from comptoir_link import names
+from comptoir_link.host_side import HostLink
+from comptoir_link.link import COUNTER_NAMES, UP
 
 log = logging.getLogger("comptoir.board")
 
@@ -53,7 +55,7 @@ def board_info(items: dict[int, bytes]) -> BoardInfo:
         board_id=items.get(F.T_BOARD_ID, b"").hex(),
         name=text(F.T_BOARD_NAME),
         firmware=text(F.T_FIRMWARE),
-        capabilities=tuple(F.caps_names(caps)),
+        capabilities=tuple(names.caps_names(caps)),
         max_payload=F.u16(items[F.T_MAX_PAYLOAD]) if F.T_MAX_PAYLOAD in items else 0,
         free_heap=int.from_bytes(heap, "little") if heap and len(heap) == 4 else None,
     )
@@ -79,7 +81,7 @@ class BoardConnection(threading.Thread):
         self._outq: queue.Queue[tuple[int, bytes]] = queue.Queue()
         self._stop_evt = threading.Event()
         self._ser: serial.SerialBase | None = None
-        self.link = Link(self._write, False, baud=baud, heartbeat_ms=heartbeat_ms,
+        self.link = HostLink(self._write, baud=baud, heartbeat_ms=heartbeat_ms,
                          max_payload=max_payload, window=window, random_bytes=os.urandom)
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up

@@ -26,6 +26,7 @@ from comptoir.events import (
 )
 from comptoir.pairing import PairedBoards
 from comptoir_link import frames as F
+from comptoir_link import names
 
 log = logging.getLogger("comptoir.daemon")
 
@@ -35,7 +36,7 @@ Subscriber = Callable[[Any], None]
 def parse_status(payload: bytes) -> dict[str, int]:
     """A STATUS frame's u32 values by name (fields a newer board adds are kept by index)."""
     vals = [int.from_bytes(payload[i : i + 4], "little") for i in range(0, len(payload) - 3, 4)]
-    return dict(zip(F.STATUS_FIELDS, vals, strict=False))
+    return dict(zip(names.STATUS_FIELDS, vals, strict=False))
 
 
 class Daemon:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from comptoir_link import frames as F
 from comptoir_link import pairing
-from comptoir_link.link import Link
+from comptoir_link.host_side import HostLink
 
 KEY_LEN = 32
 PROOF_TIMEOUT_S = 3.0
@@ -76,7 +76,7 @@ class PairingGate:
             return Refusal(F.REJECT_UNKNOWN_BOARD, f"board {board_id} is not paired with this host")
         return None
 
-    def on_first_frame(self, link: Link, ftype: int, payload: bytes) -> Refusal | None:
+    def on_first_frame(self, link: HostLink, ftype: int, payload: bytes) -> Refusal | None:
         """The first sequenced frame of a session must be a valid PAIR_PROOF."""
         if ftype != F.PAIR_PROOF:
             return Refusal(F.REJECT_UNKNOWN_BOARD, "pairing proof expected first")

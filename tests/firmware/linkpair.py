@@ -1,7 +1,8 @@
 # A board link and a host link joined by in-memory lines and one fake clock, for
 # link tests that run under both CPython and MicroPython.
 from comptoir_link import frames as F
-from comptoir_link.link import Link
+from comptoir_link.board_side import BoardLink
+from comptoir_link.host_side import HostLink
 
 
 class Clock:
@@ -19,12 +20,12 @@ class Pair:
         self.to_host = []  # chunks written by the board, in flight
         self.to_board = []
         self._rnd = seed
-        self.board = Link(self.to_host.append, True, baud=baud,
+        self.board = BoardLink(self.to_host.append, baud=baud,
                           max_payload=board_payload or max_payload, window=window,
                           hello_items={F.T_BOARD_ID: b"\x01\x02\x03\x04",
                                        F.T_BOARD_NAME: b"test-board"},
                           random_bytes=self._random, clock=self.clock)
-        self.host = Link(self.to_board.append, False, baud=baud,
+        self.host = HostLink(self.to_board.append, baud=baud,
                          max_payload=host_payload or max_payload, window=window,
                          heartbeat_ms=heartbeat_ms, clock=self.clock)
         self.board_got = []

@@ -3,7 +3,8 @@
 from linkpair import Pair
 
 from comptoir_link import frames as F
-from comptoir_link.link import DOWN, REFUSED, UP, Link
+from comptoir_link.host_side import HostLink
+from comptoir_link.link import DOWN, REFUSED, UP
 
 
 def test_hello_handshake_exchanges_identity_and_limits():
@@ -158,7 +159,7 @@ def test_host_restart_makes_board_hello_again():
     p = Pair()
     p.connect()
     # A new host process knows nothing of the session.
-    fresh = Link(p.to_board.append, False, heartbeat_ms=100, clock=p.clock, max_payload=1024)
+    fresh = HostLink(p.to_board.append, heartbeat_ms=100, clock=p.clock, max_payload=1024)
     ups = []
     fresh.on_up = lambda info: ups.append(info)
     p.host = fresh

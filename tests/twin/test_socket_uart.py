@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from comptoir_link import frames as F
-from comptoir_link.link import UP, Link
+from comptoir_link.host_side import HostLink
+from comptoir_link.link import UP
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.twin import FirmwareProcess
 
@@ -27,7 +28,7 @@ def test_firmware_speaks_the_link_over_a_unix_socket(tmp_path: Path) -> None:
         conn, _ = server.accept()
         conn.settimeout(0.01)
         got: list[tuple[int, bytes]] = []
-        link = Link(conn.sendall, False, heartbeat_ms=200)
+        link = HostLink(conn.sendall, heartbeat_ms=200)
         link.on_message = lambda t, p: got.append((t, bytes(p)))
         deadline = time.monotonic() + 10
         asked = False

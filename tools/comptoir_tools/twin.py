@@ -12,6 +12,7 @@ are wire-accurate simulators that later issues attach to the board's other UARTs
 from __future__ import annotations
 
 import collections
+import json
 import os
 import subprocess
 import sys
@@ -23,8 +24,11 @@ from pathlib import Path
 
 from comptoir.daemon import Daemon
 from comptoir.events import BoardUp
+from comptoir.nfc_service import NfcService
 from comptoir.pairing import PairedBoards
 from comptoir_tools.firmware_build import compile_tree
+from comptoir_tools.insurer import SimulatedInsurer
+from comptoir_tools.pn532_sim import PN532Sim, Timing
 from comptoir_tools.wire import WireModel
 
 MICROPYTHON = Path(sys.executable).with_name("micropython")
@@ -139,14 +143,24 @@ class FirmwareProcess:
 
 
 class TwinBoard:
-    def __init__(self, index: int, wire: WireModel, firmware: FirmwareProcess) -> None:
+    def __init__(self, index: int, wire: WireModel, firmware: FirmwareProcess,
+                 pn532_wire: WireModel | None = None, pn532: PN532Sim | None = None) -> None:
         self.index = index
         self.wire = wire
         self.firmware = firmware
+        self.pn532_wire = pn532_wire
+        self.pn532 = pn532  # place(Phone(...)) / remove(): the phone on the reader
 
     @property
     def port(self) -> str:
         return str(self.wire.path_b)
+
+
+def _flush(*wires: WireModel | None) -> None:
+    # A rebooted board's UARTs start empty; a pty would keep stale bytes.
+    for w in wires:
+        if w is not None:
+            w.flush_input("a")
 
 
 class Twin:
@@ -162,6 +176,8 @@ class Twin:
         seed: int = 0,
         heap: str = DEFAULT_HEAP,
         on_firmware_line: Callable[[int, str], None] | None = None,
+        nfc: bool = False,
+        pn532_baud: int = 115200,
     ) -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
@@ -171,8 +187,13 @@ class Twin:
         self.seed = seed
         self.heap = heap
         self.on_firmware_line = on_firmware_line
+        self.nfc = nfc
+        self.pn532_baud = pn532_baud
         self.boards: list[TwinBoard] = []
         self.daemon: Daemon | None = None
+        self.insurer: SimulatedInsurer | None = None
+        self.nfc_service: NfcService | None = None
+        self._ticker_stop = threading.Event()
         self._up = threading.Condition()
         self._up_ports: set[str] = set()
 
@@ -182,24 +203,49 @@ class Twin:
         # Each simulated board is provisioned as `comptoir flash` would: a key in
         # the board, the same key in the host's list of paired boards.
         self.paired = PairedBoards(self.workdir / "paired")
+        board_file = None
+        if self.nfc:
+            # An NFC reader without a camera (an ESP32 without PSRAM): 512-byte link
+            # frames are plenty and leave the heap to the PN532 driver.
+            board_file = self.workdir / "twin-nfc.json"
+            board_file.write_text(json.dumps({"name": "twin-nfc", "features": ["nfc", "buzzer"],
+                                              "link": {"max_payload": 512}}))
         for i in range(self.n):
             wire = WireModel(self.baud, self.workdir / "dev", name=f"board{i}", seed=self.seed + i)
             wire.start()
+            uarts: dict[str, Path | str] = {"host": wire.path_a}
+            bauds = {"host": self.baud}
+            pn_wire = sim = None
+            if self.nfc:
+                # The PN532 on its own serial line (HSU), at its own rate.
+                pn_wire = WireModel(self.pn532_baud, self.workdir / "dev", name=f"pn532-{i}",
+                                    seed=self.seed + 1000 + i).start()
+                sim = PN532Sim(path=pn_wire.path_b, timing=Timing(model_uart=False),
+                               seed=self.seed + i).start()
+                uarts["pn532"] = pn_wire.path_a
+                bauds["pn532"] = self.pn532_baud
             cb = self.on_firmware_line
             board_id = f"{0xC0A7_0000 + i:08x}{os.getpid() & 0xFFFF:04x}{i:04x}"
             fw = FirmwareProcess(
-                fw_dir, {"host": wire.path_a}, bauds={"host": self.baud},
-                board_id=board_id, pair_key=self.paired.add(board_id),
+                fw_dir, uarts, bauds=bauds,
+                board_id=board_id, pair_key=self.paired.add(board_id), board_file=board_file,
                 state_dir=self.workdir / f"state{i}",
                 heap=self.heap,
                 on_line=(lambda line, i=i, cb=cb: cb(i, line)) if cb else None,
                 # A rebooted board's UART starts empty; a pty would keep stale bytes.
-                before_boot=lambda w=wire: w.flush_input("a"),
+                before_boot=lambda w=wire, p=pn_wire: _flush(w, p),
             )
-            self.boards.append(TwinBoard(i, wire, fw))
+            self.boards.append(TwinBoard(i, wire, fw, pn_wire, sim))
         self.daemon = Daemon([b.port for b in self.boards], baud=self.baud,
                              heartbeat_ms=self.heartbeat_ms, paired=self.paired)
         self.daemon.subscribe(self._track_up)
+        if self.nfc:
+            self.insurer = SimulatedInsurer(self.workdir / "insurer", seed=self.seed + 1)
+            daemon = self.daemon
+            self.nfc_service = NfcService(daemon.send, daemon.events.put,
+                                          self.insurer.verifier, self.insurer.challenges)
+            daemon.subscribe(self.nfc_service.on_event)
+            threading.Thread(target=self._tick, daemon=True, name="nfc ticker").start()
         self.daemon.start()
         for b in self.boards:
             b.firmware.start()
@@ -222,13 +268,25 @@ class Twin:
                 self._up.wait(min(left, 0.1))
         return True
 
+    def _tick(self) -> None:
+        while not self._ticker_stop.wait(1.0):
+            if self.nfc_service:
+                self.nfc_service.tick()
+
     def stop(self) -> None:
+        self._ticker_stop.set()
         for b in self.boards:
             b.firmware.stop()
         if self.daemon:
             self.daemon.stop()
         for b in self.boards:
             b.wire.stop()
+            if b.pn532:
+                b.pn532.close()
+            if b.pn532_wire:
+                b.pn532_wire.stop()
+        if self.insurer:
+            self.insurer.close()
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -1,0 +1,146 @@
+"""The NFC path on the host: keep a fresh single-use challenge on every NFC
+board, reassemble each tap's presentation, verify it, and answer the board
+with a verdict for the person at the counter.
+
+Each board holds exactly one challenge at a time (a CHALLENGE frame replaces
+the previous one). It asks for a new one (CHALLENGE_NEEDED) when a session
+starts and each time it put one on air; the service also refreshes it before
+the registry's time-to-live runs out, so an idle counter never holds an
+expired challenge.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from comptoir.events import BoardDown, BoardUp, Message
+from comptoir.objects import ChunkError, Reassembler
+from comptoir.tokens.challenges import ChallengeRegistry
+from comptoir.tokens.model import Refused, Verified
+from comptoir.tokens.reasons import Reason
+from comptoir.tokens.verify import Verifier
+from comptoir_link import frames as F
+
+log = logging.getLogger("comptoir.nfc")
+
+REASON_CODES = {r: i + 1 for i, r in enumerate(Reason)}
+
+
+@dataclass(frozen=True, slots=True)
+class Presentation:
+    """A tap or a scan, verified or refused. `result` holds personal data: it
+    never goes to a log line as is."""
+
+    port: str
+    board_id: str
+    object_id: int
+    channel: str
+    result: Verified | Refused
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TapFailed:
+    port: str
+    object_id: int
+    code: int
+    text: str
+
+
+def verdict_for(result: Verified | Refused) -> tuple[int, int, str]:
+    """(verdict, reason code, text for the board's display)."""
+    if isinstance(result, Refused):
+        return F.V_REFUSED, REASON_CODES.get(result.reason, 0), f"refused: {result.reason.value}"
+    people = 1 + len(result.credential.beneficiaries)
+    if people > 1:
+        return F.V_CHOOSE_BENEFICIARY, 0, f"choose among {people} people"
+    return F.V_ACCEPTED, 0, "accepted"
+
+
+def verdict_payload(object_id: int, verdict: int, reason: int, text: str) -> bytes:
+    return (object_id.to_bytes(2, "little") + bytes((verdict,)) + reason.to_bytes(2, "little")
+            + text.encode()[:60])
+
+
+class NfcService:
+    def __init__(
+        self,
+        send: Callable[[str, int, bytes], None],
+        publish: Callable[[Any], None],
+        verifier: Verifier,
+        challenges: ChallengeRegistry,
+        *,
+        refresh_s: float = 20.0,
+    ) -> None:
+        self._send = send
+        self._publish = publish
+        self.verifier = verifier
+        self.challenges = challenges
+        self.refresh_s = refresh_s
+        self.objects = Reassembler()
+        self._boards: dict[str, str] = {}  # port -> board id, NFC boards with a session
+        self._issued_at: dict[str, float] = {}
+        self._next_id: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def on_event(self, ev: Any) -> None:
+        if isinstance(ev, BoardUp):
+            if "nfc" in ev.board.capabilities:
+                with self._lock:
+                    self._boards[ev.port] = ev.board.board_id
+        elif isinstance(ev, BoardDown):
+            with self._lock:
+                self._boards.pop(ev.port, None)
+                self._issued_at.pop(ev.port, None)
+            self.objects.drop_port(ev.port)
+        elif isinstance(ev, Message):
+            if ev.ftype == F.CHALLENGE_NEEDED:
+                self._issue(ev.port)
+            elif ev.ftype == F.OBJECT_CHUNK and ev.payload[:1] == bytes((F.OBJ_NFC_PRESENTATION,)):
+                self._chunk(ev)
+            elif ev.ftype == F.TAP_ERROR and len(ev.payload) >= 4:
+                code = int.from_bytes(ev.payload[2:4], "little")
+                text = ev.payload[4:].decode("utf-8", "replace")
+                log.info("tap failed", extra={"port": ev.port, "code": code, "detail": text})
+                self._publish(TapFailed(ev.port, int.from_bytes(ev.payload[:2], "little"),
+                                        code, text))
+
+    def tick(self) -> None:
+        """Refresh challenges that are getting old (call about once a second)."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [p for p, t in self._issued_at.items() if now - t >= self.refresh_s]
+        for port in stale:
+            self._issue(port)
+
+    def _issue(self, port: str) -> None:
+        with self._lock:
+            board_id = self._boards.get(port)
+            if board_id is None:
+                return
+            cid = self._next_id.get(port, 0) + 1 & 0xFFFF
+            self._next_id[port] = cid
+            self._issued_at[port] = time.monotonic()
+        challenge = self.challenges.issue(board_id)
+        self._send(port, F.CHALLENGE, cid.to_bytes(2, "little") + challenge)
+
+    def _chunk(self, ev: Message) -> None:
+        try:
+            obj = self.objects.feed(ev.port, ev.payload)
+        except ChunkError as e:
+            log.warning("bad presentation chunk", extra={"port": ev.port, "detail": str(e)})
+            return
+        if obj is None:
+            return
+        result = self.verifier.verify_nfc(obj.data, ev.board_id)
+        verdict, reason, text = verdict_for(result)
+        self._send(ev.port, F.VERDICT, verdict_payload(obj.object_id, verdict, reason, text))
+        log.info("nfc presentation", extra={
+            "port": ev.port, "object_id": obj.object_id, "bytes": len(obj.data),
+            "verdict": verdict, "reason": getattr(getattr(result, "reason", None), "value", "")})
+        self._publish(Presentation(ev.port, ev.board_id, obj.object_id, "nfc", result, ev.at))
