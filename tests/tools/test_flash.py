@@ -115,9 +115,9 @@ def test_dry_run_s3_writes_at_offset_zero_and_files_only_skips_esptool(build_dir
     assert lines[0].startswith("[1/5]")
 
 
-def test_cli_dry_run_exit_code_and_output(capsys, tmp_path, image):
+def test_cli_dry_run_exit_code_and_output(capsys, build_dir, image):
     rc = FL.main(["--board", "esp32-cam-ai-thinker", "--port", "/dev/ttyUSB9", "--image",
-                  str(image), "--dry-run", "--build-dir", str(tmp_path / "b")])
+                  str(image), "--dry-run", "--build-dir", str(build_dir)])
     out = capsys.readouterr().out
     assert rc == 0 and "write-flash 0x1000" in out and "dry run: nothing was written" in out
     # without --erase, the UART0-at-921600 board gets the lock-out warning
@@ -148,7 +148,7 @@ def test_deploy_with_real_mpremote_to_the_unix_port(build_dir, tmp_path):
     assert res.paired_file == tmp_path / "paired" / f"{res.board_id}.json"
     assert stat.S_IMODE(res.paired_file.stat().st_mode) == 0o600
     assert json.loads(res.paired_file.read_text())["pair_key"] == prov["pair_key"]
-    assert any("all 25 files verified" in x or "files verified" in x for x in lines)
+    assert any(f"all {len(res.files)} files verified" in x for x in lines)
     assert any("cp " in x and "board.json" in x for x in lines), "mpremote progress shown"
     assert any("MicroPython 1." in x and "mpy 6.3" in x for x in lines)
 
@@ -249,7 +249,7 @@ def _run_fake(build_dir, tmp_path, fake_tools, port, mode, monkeypatch, **kw) ->
     ("machine-s3", {}, "wrong chip: the board reports .*ESP32S3.*ESP32 board"),
     ("garbage", {}, "not as MicroPython would"),
     ("cp-fails", {}, "writing the files to the board failed .*No space left"),
-    ("", {}, "verification failed: 25 file\\(s\\)"),
+    ("", {}, "verification failed: [0-9]+ file\\(s\\)"),
     ("lost", {}, "verification failed: .*/app.mpy \\(missing\\)"),
 ])
 def test_error_paths_stop_with_a_clear_message(build_dir, tmp_path, fake_tools, port, image,

@@ -104,7 +104,9 @@ class Runner:
             self.echo("  $ " + shlex.join(cmd))
             return ""
         try:
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            # One stream: nothing can fill an unread stderr pipe, and the tail
+            # quoted on failure keeps the tool's own order of lines.
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                     text=True)
         except FileNotFoundError:
             raise FlashError(f"{what}: {cmd[0]} not found (run `make setup`)") from None
@@ -112,12 +114,11 @@ class Runner:
         timer.start()
         try:
             lines = []
-            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout is not None
             for line in proc.stdout:
                 lines.append(line)
                 if stream and line.strip():
                     self.echo("      " + line.rstrip())
-            err = proc.stderr.read()
             rc = proc.wait()
         finally:
             expired = not timer.is_alive()
@@ -126,7 +127,7 @@ class Runner:
         if expired and rc != 0:
             raise FlashError(f"{what}: no answer in {timeout:.0f} s ({shlex.join(cmd[:4])} …)")
         if rc != 0:
-            tail = "\n    ".join((out + err).strip().splitlines()[-6:])
+            tail = "\n    ".join(out.strip().splitlines()[-6:])
             raise FlashError(f"{what} failed (exit {rc}):\n    {tail}")
         return out
 
