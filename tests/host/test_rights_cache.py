@@ -8,9 +8,13 @@ import dataclasses
 import io
 import json
 import logging
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from rights_fixtures import (
     DAY,
     HOUR,
@@ -27,6 +31,7 @@ from tokens_fixtures import World
 
 from comptoir.rights import Source, Status, beneficiary_id, insured_id
 from comptoir.rights.cli import main as cache_main
+from comptoir.rights.wire import decode_answer
 from comptoir.tokens.model import BirthDate
 from comptoir_tools.rights_service import RightsService
 
@@ -369,3 +374,45 @@ def test_fixture_clock_is_the_token_tests_clock(today):
     from tokens_fixtures import NOW as TOKENS_NOW
 
     assert TOKENS_NOW == NOW and today.isoformat() == "2026-09-21"
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 2), st.integers(-5, 5), st.booleans()), min_size=1, max_size=6
+    ),
+    st.randoms(),
+)
+def test_through_the_store_any_order_of_snapshots_gives_the_freshest(answers, rnd):
+    """Snapshots of one family (some closing the rights, some dropping a member) written in
+    two different orders into two caches: the same verdicts, and those of the freshest."""
+    base = fam(71, beneficiaries=2)
+    snaps = []
+    for kind, dt_, closed in answers:
+        f = base if kind == 0 else dataclasses.replace(base, beneficiaries=base.beneficiaries[:1])
+        svc = RightsService(now=lambda: NOW)
+        svc.add_family(f, as_of=NOW + dt_ * 60)
+        if closed:
+            svc.close_rights(f.insured.nir, as_of=NOW + dt_ * 60)
+        answer = svc.answer(f.insured.nir)
+        snaps.append(decode_answer(answer, f.insured.nir, obtained_at=NOW + dt_ * 60 + kind))
+    shuffled = snaps[:]
+    rnd.shuffle(shuffled)
+    with tempfile.TemporaryDirectory() as tmp:
+        verdicts = []
+        for i, order in enumerate((snaps, shuffled)):
+            d = Path(tmp) / str(i)
+            d.mkdir()
+            cache = open_cache(d, now=NOW + 3600)
+            for s in order:
+                cache.record_service(base.insured.nir, s)
+            verdicts.append(
+                [
+                    (a.status, a.obtained_at, a.record)
+                    for a in (cache.rights_for(w) for w in members(base))
+                ]
+            )
+            cache.close()
+    assert verdicts[0] == verdicts[1]
+    freshest = max(snaps, key=lambda s: s[0].amo.obtained_at)
+    assert verdicts[0][0][1] == freshest[0].amo.obtained_at

@@ -23,7 +23,7 @@ from comptoir.rights import (
     merge,
 )
 from comptoir.rights.model import PART_NAMES, Names
-from comptoir.rights.sources import absent_members, snapshot
+from comptoir.rights.sources import snapshot
 from comptoir.rights.store import MEANS_DEACTIVATED, MEANS_OPPOSED
 from comptoir.tokens.model import Affiliation, Credential, Period
 
@@ -116,24 +116,6 @@ def test_snapshot_refuses_duplicate_identities_in_one_family():
     dup = (*f.beneficiaries, f.beneficiaries[-1])
     with pytest.raises(ValueError):
         snapshot(f.insured, dup, f.affiliation, f.amc, source=Source.SERVICE, obtained_at=NOW)
-
-
-def test_absent_members_get_no_rights_as_of_the_snapshot():
-    f = fam(3, beneficiaries=2)
-    full = snapshot(
-        f.insured,
-        f.beneficiaries,
-        f.affiliation,
-        f.amc,
-        source=Source.SERVICE,
-        obtained_at=NOW - DAY,
-    )
-    later = snapshot(
-        f.insured, f.beneficiaries[:1], f.affiliation, f.amc, source=Source.SERVICE, obtained_at=NOW
-    )
-    gone = absent_members(full, later)
-    assert [g.who for g in gone] == [full[-1].who]
-    assert gone[0].amo == Sourced((), Source.SERVICE, NOW)
 
 
 # -- policy --------------------------------------------------------------------------------------

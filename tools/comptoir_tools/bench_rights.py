@@ -26,11 +26,14 @@ import os
 import random
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import cbor2
 
 from comptoir.rights import RightsCache, RightsClient, StalenessPolicy
 from comptoir.rights.model import QUALITY_INSURED, BeneficiaryId, Names, RightsRecord, Sourced
@@ -126,8 +129,19 @@ def _one(size: int, directory: Path, lookups: int, sync_families: int) -> dict[s
     store = cache.store
     store._db.execute("PRAGMA cache_size=-262144")  # 256 MiB while building: b-tree in memory
     t = time.perf_counter()
+    cipher = cache._cipher
     for rng_ in _chunks(size):
-        store.insert_new(record(i) for i in rng_)
+        records = [record(i) for i in rng_]
+        store.insert_new(records)
+        # One roster row per family, as production writes (the member list of the snapshot).
+        rosters = []
+        for j in range(0, len(records), PER_FAMILY):
+            nir = records[j].who.nir
+            keys = sorted(cipher.lookup(r.who.canonical()) for r in records[j : j + PER_FAMILY])
+            fam_key = cipher.family(nir)
+            blob = cipher.seal(fam_key, cbor2.dumps([NOW, int(Src.SERVICE), keys]))
+            rosters.append(("rosters", fam_key, blob))
+        store.put_sealed(rosters)
     build_s = time.perf_counter() - t
     store.checkpoint()
     store._db.execute("PRAGMA cache_size=-8192")  # back to a daemon's 8 MiB for the reads
@@ -151,7 +165,6 @@ def _one(size: int, directory: Path, lookups: int, sync_families: int) -> dict[s
         round_p99.append(_pct(part, 0.99))
         lat += part
 
-    cipher = cache._cipher
     keys = [cipher.lookup(w.canonical()) for w in whos]
     raw_db = sqlite3.connect(str(db), isolation_level=None)
     raw_db.execute("PRAGMA cache_size=-8192")
@@ -212,7 +225,10 @@ def run(
 ) -> dict[str, Any]:
     """Figures per size, and growth from the smallest size to the largest."""
     with tempfile.TemporaryDirectory(prefix="bench-rights-", dir=directory) as tmp:
-        per_size = {size: _one(size, Path(tmp), lookups, sync_families) for size in sizes}
+        per_size = {}
+        for size in sizes:
+            per_size[size] = _one(size, Path(tmp), lookups, sync_families)
+            print(f"bench_rights: {size} persons: {per_size[size]}", file=sys.stderr, flush=True)
     small, big = per_size[min(sizes)], per_size[max(sizes)]
     growth = {
         f"growth_{k}": big[k] / small[k]
@@ -228,8 +244,9 @@ def run(
         "sizes": per_size,
         **growth,
         "goal_p99_us": 1000.0,
-        "goal_met": all(v["lookup_p99_us"] <= 1000 for v in per_size.values()),
+        "goal_met": all(v["lookup_p99_median_round_us"] <= 1000 for v in per_size.values()),
         "cpus": os.cpu_count(),
+        "load_average": os.getloadavg(),
     }
 
 

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cbor2
 from cryptography.exceptions import InvalidTag
 
 from comptoir.tokens.model import Credential, Verified
@@ -34,9 +33,9 @@ from . import codec
 from .client import RightsClient
 from .crypto import RowCipher, load_or_create_key
 from .errors import CacheCorrupt, ServiceError, ServiceUnavailable, WrongKey
-from .model import BeneficiaryId, RightsAnswer, RightsRecord, Source, Sourced, Status
+from .model import BeneficiaryId, RightsAnswer, RightsRecord, Source, Status
 from .policy import StalenessPolicy
-from .sources import absent_members, from_credential
+from .sources import from_credential
 from .store import (
     MEANS_ACTIVE,
     MEANS_DEACTIVATED,
@@ -206,17 +205,19 @@ class RightsCache:
 
     # -- sources -------------------------------------------------------------------------------
 
-    def _apply_snapshot(self, nir: str, records: list[RightsRecord]) -> int:
-        def run() -> int:
-            known = self.store.family_members(nir)
-            return self.store.upsert([*records, *absent_members(known, records)])
-
+    def _apply_snapshot(
+        self, nir: str, records: list[RightsRecord], source: Source, obtained_at: int
+    ) -> int:
         with self._lock:
-            return int(self._guard(run))
+            return int(
+                self._guard(lambda: self.store.apply_snapshot(nir, records, source, obtained_at))
+            )
 
     def record_credential(self, cred: Credential) -> int:
         """Rights signed into a verified credential (obtained at its `iat`)."""
-        return self._apply_snapshot(cred.insured.nir, from_credential(cred))
+        return self._apply_snapshot(
+            cred.insured.nir, from_credential(cred), Source.CREDENTIAL, cred.issued_at
+        )
 
     def record_verified(self, verified: Verified) -> int:
         return self.record_credential(verified.credential)
@@ -226,14 +227,12 @@ class RightsCache:
     ) -> int:
         """An answer of the service for one insured NIR. None means the service does not know
         the NIR: cached members get the fact "no AMO rights" as of now."""
-        if records is not None:
-            return self._apply_snapshot(nir, records)
+        if records:
+            first = records[0].amo
+            assert first is not None
+            return self._apply_snapshot(nir, records, first.source, first.obtained_at)
         now = int(self._clock()) if now is None else now
-        with self._lock:
-            known = self._guard(lambda: self.store.family_members(nir))
-            if not known:
-                return 0
-            return self.store.upsert(_no_rights_marker(k.who, now) for k in known)
+        return self._apply_snapshot(nir, [], Source.SERVICE, now)
 
     def record_status(self, credential_id: bytes, status_value: int, obtained_at: int) -> bool:
         """A status-list entry for a credential (0 valid, 1 invalid, 2 suspended, else invalid)."""
@@ -341,10 +340,6 @@ class RightsCache:
         }
 
 
-def _no_rights_marker(who: BeneficiaryId, now: int) -> RightsRecord:
-    return RightsRecord(who, amo=Sourced((), Source.SERVICE, now))
-
-
 def _rebuild(
     path: Path,
     cipher: RowCipher,
@@ -358,10 +353,9 @@ def _rebuild(
     rebuild = Rebuild(reason=str(exc), quarantined=moved if keep_corrupt else None)
     store = RightsStore(path, cipher, **store_options)
     if moved is not None and not isinstance(exc, WrongKey):
-        records, means = _salvage(moved, cipher)
+        records, sealed = _salvage(moved, cipher)
         store.insert_new(records)
-        for cred, (state, source, obtained) in means.items():
-            store.set_means_sealed(cred, state, source, obtained)
+        store.put_sealed(sealed)
         rebuild.salvaged = len(records)
     if moved is not None and not keep_corrupt:
         for suffix in ("", "-wal", "-shm"):
@@ -371,44 +365,39 @@ def _rebuild(
     return store, rebuild
 
 
-def _salvage(
-    path: Path, cipher: RowCipher
-) -> tuple[list[RightsRecord], dict[bytes, tuple[int, Source, int]]]:
-    """Rows of a suspect file that still authenticate under their own lookup key."""
+_KEYS = {"persons": "lookup", "means": "cred", "rosters": "family"}
+
+
+def _salvage(path: Path, cipher: RowCipher) -> tuple[list[RightsRecord], list[tuple]]:
+    """Rows of a suspect file that still authenticate under their own key: person records
+    (whose identity must also hash to their key), and the sealed means and roster rows as
+    they are (table, key, blob)."""
     records: dict[bytes, RightsRecord] = {}
-    means: dict[bytes, tuple[int, Source, int]] = {}
+    sealed: list[tuple] = []
     try:
         db = sqlite3.connect(str(path), isolation_level=None)
-    except sqlite3.Error:
-        return [], {}
-    try:
         db.execute("PRAGMA query_only=1")
-        for table, sink in (("persons", records), ("means", means)):
+    except sqlite3.Error:
+        return [], []
+    try:
+        for table, key_column in _KEYS.items():
             try:
-                cur = db.execute(
-                    f"SELECT {'lookup' if table == 'persons' else 'cred'}, row FROM {table}"
-                )
-                while True:
-                    try:
-                        row = cur.fetchone()
-                    except sqlite3.Error:
-                        break  # the rest of this table is unreadable
-                    if row is None:
-                        break
+                cur = db.execute(f"SELECT {key_column}, row FROM {table}")
+                while (row := cur.fetchone()) is not None:
                     key, blob = bytes(row[0]), bytes(row[1])
                     try:
                         plain = cipher.open(key, blob)
                     except InvalidTag:
                         continue
-                    if table == "persons":
+                    if table != "persons":
+                        sealed.append((table, key, blob))
+                        continue
+                    with contextlib.suppress(ValueError):
                         rec = codec.decode(plain)
                         if cipher.lookup(rec.who.canonical()) == key:
-                            sink[key] = rec  # type: ignore[assignment]
-                    else:
-                        state, source, obtained = cbor2.loads(plain)
-                        sink[key] = (int(state), Source(source), int(obtained))  # type: ignore[assignment]
-            except (sqlite3.Error, ValueError):
-                continue
+                            records[key] = rec
+            except sqlite3.Error:
+                continue  # the rest of this table is unreadable
     finally:
         db.close()
-    return list(records.values()), means
+    return list(records.values()), sealed

@@ -28,6 +28,11 @@ STEPS: tuple[str, ...] = (
     """
     CREATE TABLE means (cred BLOB PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
     """,
+    # 3: the member list of the freshest snapshot per family, so that "no longer a member"
+    # is a fact that holds whatever the order snapshots arrive in.
+    """
+    CREATE TABLE rosters (family BLOB PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
+    """,
 )
 VERSION = len(STEPS)
 

@@ -2,13 +2,13 @@
 
 A source speaks for a whole family at once (the credential lists the insured person and the
 beneficiaries; the service answers per insured NIR). Such a snapshot is also a fact about
-who is *not* in the family any more: `absent_members` gives those the fact "no AMO rights
-under this NIR", which, if fresher, supersedes what the cache had.
+who is *not* in the family any more: `RightsStore.apply_snapshot` turns that into "no AMO
+rights under this NIR" as of the snapshot.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 from comptoir.tokens.model import (
     Affiliation,
@@ -98,19 +98,3 @@ def from_credential(cred: Credential) -> list[RightsRecord]:
         obtained_at=cred.issued_at,
         credential_id=cred.credential_id,
     )
-
-
-def absent_members(
-    known: Iterable[RightsRecord], present: Sequence[RightsRecord]
-) -> list[RightsRecord]:
-    """Cached members of the family that a snapshot no longer lists: no AMO rights, as of it."""
-    if not present:
-        return []
-    first = present[0].amo
-    assert first is not None
-    listed = {r.who for r in present}
-    return [
-        RightsRecord(r.who, amo=Sourced((), first.source, first.obtained_at))
-        for r in known
-        if r.who not in listed
-    ]

@@ -185,21 +185,75 @@ class RightsStore:
 
     def upsert(self, records: Iterable[RightsRecord]) -> int:
         """Merge each record into what is stored (fresher part wins). Returns rows changed."""
+        return int(self._write(lambda db: self._upsert(db, records)))
+
+    def _upsert(self, db: sqlite3.Connection, records: Iterable[RightsRecord]) -> int:
+        changed = 0
+        for record in records:
+            lookup = self._cipher.lookup(record.who.canonical())
+            row = db.execute("SELECT row FROM persons WHERE lookup = ?", (lookup,)).fetchone()
+            old = None if row is None else self._open_row(lookup, row[0], record.who)
+            merged = merge(old, record)
+            if merged == old:
+                continue
+            db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)", self._seal(merged))
+            changed += 1
+        return changed
+
+    def apply_snapshot(
+        self, nir: str, records: list[RightsRecord], source: Source, obtained_at: int
+    ) -> int:
+        """Merge what one source said about a whole family at one time (records may be empty:
+        the source does not know the NIR). Members missing from the freshest snapshot get "no
+        AMO rights" as of it, whichever arrives first: a newer snapshot closes the members it
+        omits, an older one's extra members are closed as of the newer roster."""
+        family = self._cipher.family(nir)
+        keys = sorted(self._cipher.lookup(r.who.canonical()) for r in records)
+        if any(r.who.nir != nir for r in records):
+            raise ValueError("a snapshot member under another NIR")
 
         def apply(db: sqlite3.Connection) -> int:
-            changed = 0
-            for record in records:
-                lookup = self._cipher.lookup(record.who.canonical())
-                row = db.execute("SELECT row FROM persons WHERE lookup = ?", (lookup,)).fetchone()
-                old = None if row is None else self._open_row(lookup, row[0], record.who)
-                merged = merge(old, record)
-                if merged == old:
-                    continue
-                db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)", self._seal(merged))
-                changed += 1
-            return changed
+            roster = self._roster(db, family)
+            if roster is None or ((obtained_at, int(source)), keys) > (roster[0], roster[1]):
+                listed = set(keys)
+                rows = db.execute(
+                    "SELECT lookup, row FROM persons WHERE family = ?", (family,)
+                ).fetchall()
+                gone = [
+                    _closed(self._open_row(bytes(lk), blob, None).who, source, obtained_at)
+                    for lk, blob in rows
+                    if bytes(lk) not in listed
+                ]
+                self._put_roster(db, family, (obtained_at, int(source)), keys)
+            else:
+                (r_at, r_source), r_keys = roster
+                newer = set(r_keys)
+                gone = [
+                    _closed(r.who, Source(r_source), r_at)
+                    for r in records
+                    if self._cipher.lookup(r.who.canonical()) not in newer
+                ]
+            return self._upsert(db, [*records, *gone])
 
         return int(self._write(apply))
+
+    def _roster(
+        self, db: sqlite3.Connection, family: bytes
+    ) -> tuple[tuple[int, int], list[bytes]] | None:
+        row = db.execute("SELECT row FROM rosters WHERE family = ?", (family,)).fetchone()
+        if row is None:
+            return None
+        try:
+            at, source, keys = cbor2.loads(self._cipher.open(family, bytes(row[0])))
+            return (int(at), int(source)), [bytes(k) for k in keys]
+        except (InvalidTag, ValueError, TypeError):
+            raise CacheCorrupt("a roster row of the rights cache fails authentication") from None
+
+    def _put_roster(
+        self, db: sqlite3.Connection, family: bytes, order: tuple[int, int], keys: list[bytes]
+    ) -> None:
+        blob = self._cipher.seal(family, cbor2.dumps([order[0], order[1], sorted(keys)]))
+        db.execute("INSERT OR REPLACE INTO rosters VALUES (?, ?)", (family, blob))
 
     def insert_new(self, records: Iterable[RightsRecord]) -> int:
         """Bulk insert into an empty table (rebuild, benchmark): one executemany, no merge."""
@@ -222,12 +276,17 @@ class RightsStore:
 
         return bool(self._write(apply))
 
-    def set_means_sealed(self, cred: bytes, state: int, source: Source, obtained_at: int) -> None:
-        """Store a means row under an already-hashed credential key (rebuild)."""
-        blob = self._cipher.seal(cred, cbor2.dumps([state, int(source), obtained_at]))
-        self._write(
-            lambda db: db.execute("INSERT OR REPLACE INTO means VALUES (?, ?)", (cred, blob))
-        )
+    def put_sealed(self, rows: Iterable[tuple]) -> None:
+        """Store (table, key, blob) rows sealed by this key elsewhere (rebuild)."""
+        tables = {"means", "rosters"}
+
+        def apply(db: sqlite3.Connection) -> None:
+            for table, key, blob in rows:
+                if table not in tables:
+                    raise ValueError(table)
+                db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (key, blob))
+
+        self._write(apply)
 
     def meta_int(self, name: str, default: int = 0) -> int:
         with self._lock:
@@ -247,14 +306,17 @@ class RightsStore:
 
         def apply(db: sqlite3.Connection) -> int:
             if who is not None:
-                cur = db.execute(
-                    "DELETE FROM persons WHERE lookup = ?", (self._cipher.lookup(who.canonical()),)
-                )
+                lookup = self._cipher.lookup(who.canonical())
+                family = self._cipher.family(who.nir)
+                cur = db.execute("DELETE FROM persons WHERE lookup = ?", (lookup,))
+                roster = self._roster(db, family)
+                if roster is not None and lookup in roster[1]:  # not even their keyed hash
+                    self._put_roster(db, family, roster[0], [k for k in roster[1] if k != lookup])
             else:
                 assert nir is not None
-                cur = db.execute(
-                    "DELETE FROM persons WHERE family = ?", (self._cipher.family(nir),)
-                )
+                family = self._cipher.family(nir)
+                cur = db.execute("DELETE FROM persons WHERE family = ?", (family,))
+                db.execute("DELETE FROM rosters WHERE family = ?", (family,))
             return cur.rowcount
 
         removed = int(self._write(apply))
@@ -357,6 +419,10 @@ class RightsStore:
     def checkpoint(self) -> None:
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def _closed(who: BeneficiaryId, source: Source, obtained_at: int) -> RightsRecord:
+    return RightsRecord(who, amo=Sourced((), source, obtained_at))
 
 
 def quarantine(path: Path, stamp: int) -> Path | None:
