@@ -127,7 +127,7 @@ def _tamper(db: Path, sql: str, *args: object) -> None:
 def test_tampered_sheet_names_its_lot(tmp_path: Path) -> None:
     j = filled(tmp_path, 40, 10)
     finess = j.pharmacies()[0]
-    body = j.lot_rows(finess, 2)[3][0]
+    body = j.lot_rows(finess, 2)[3][0].decode()
     forged = body.replace('"amo":', '"amo":1', 1)
     _tamper(j.path, "UPDATE sheet SET body=? WHERE body=?", forged, body)
     report = verify(j)

@@ -142,7 +142,7 @@ class Exporter:
         pid = os.getpid()
         written: list[tuple[str, str, str, int]] = []
         for kind in KINDS:
-            data = files[kind].encode()
+            data = files[kind]
             name = file_name(lot, kind)
             final = self.out / name
             tmp = directory / f".{final.name}.tmp-{pid}"

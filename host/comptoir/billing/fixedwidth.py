@@ -18,22 +18,32 @@ class RecordSpec:
         width = 3 + sum(w for _, w, _ in fields)
         assert width <= RECORD_LEN, (code, width)
         self.width = width
+        # One precompiled template per record type: formatting is on the recording path.
+        self._template = (
+            code
+            + "".join(f"{{:0{w}d}}" if k == "n" else f"{{:<{w}}}" for _, w, k in fields)
+            + " " * (RECORD_LEN - width)
+            + "\n"
+        )
+        self._checks = [(name, k == "n", 10**w if k == "n" else w) for name, w, k in fields]
 
     def format(self, *values: int | str) -> str:
-        if len(values) != len(self.fields):
+        if len(values) != len(self._checks):
             raise ValueError(f"record {self.code}: {len(values)} values for {len(self.fields)}")
-        parts = [self.code]
-        for (name, width, kind), value in zip(self.fields, values, strict=True):
-            if kind == "n":
-                if not isinstance(value, int) or not 0 <= value < 10**width:
-                    raise ValueError(f"record {self.code}: {name}={value!r} does not fit {width}")
-                parts.append(f"{value:0{width}d}")
+        for value, (name, numeric, limit) in zip(values, self._checks, strict=True):
+            if numeric:
+                ok = isinstance(value, int) and not isinstance(value, bool) and 0 <= value < limit
             else:
-                text = str(value)
-                if len(text) > width or not text.isascii() or "\n" in text or "\r" in text:
-                    raise ValueError(f"record {self.code}: {name} does not fit {width} ASCII")
-                parts.append(text.ljust(width))
-        return "".join(parts).ljust(RECORD_LEN) + "\n"
+                ok = (
+                    isinstance(value, str)
+                    and len(value) <= limit
+                    and value.isascii()
+                    and "\n" not in value
+                    and "\r" not in value
+                )
+            if not ok:  # the value is not shown: it may be a NIR
+                raise ValueError(f"record {self.code}: {name} does not fit")
+        return self._template.format(*values)
 
     def parse(self, line: str) -> dict[str, int | str]:
         line = line.rstrip("\n")

@@ -55,7 +55,10 @@ CREATE TABLE IF NOT EXISTS sheet (
     UNIQUE (finess, invoice_no)
 );
 CREATE INDEX IF NOT EXISTS sheet_lot ON sheet (finess, lot, seq);
-CREATE INDEX IF NOT EXISTS sheet_person ON sheet (person_key, year);
+CREATE TABLE IF NOT EXISTS franchise_year (   -- running total per person and year (the cap)
+    person_key TEXT NOT NULL, year INTEGER NOT NULL, charged INTEGER NOT NULL,
+    PRIMARY KEY (person_key, year)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS lot (
     finess TEXT NOT NULL, seq INTEGER NOT NULL, count INTEGER NOT NULL,
     first_invoice INTEGER NOT NULL, last_invoice INTEGER NOT NULL,
@@ -72,6 +75,10 @@ CREATE TABLE IF NOT EXISTS export (
     PRIMARY KEY (finess, lot, kind)
 );
 """
+LOT_ROWS = (
+    "SELECT CAST(body AS BLOB), CAST(b2 AS BLOB), CAST(csv AS BLOB) FROM sheet "
+    "WHERE finess=? AND lot=? ORDER BY seq"
+)
 LOT_COLUMNS = (
     "finess, seq, count, first_invoice, last_invoice, opened_at, closed_at, total, amo, amc, "
     "patient, franchise, prev_hash, hash"
@@ -175,10 +182,10 @@ class Journal:
                 return sheet_from_json(row[1])
         key = person_key(d.transaction.patient)
         year = d.dispensed_on.year if isinstance(d.dispensed_on, dt.date) else 0
-        (used,) = db.execute(
-            "SELECT COALESCE(SUM(franchise), 0) FROM sheet WHERE person_key=? AND year=?",
-            (key, year),
+        row = db.execute(
+            "SELECT charged FROM franchise_year WHERE person_key=? AND year=?", (key, year)
         ).fetchone()
+        used = row[0] if row else 0
         sheet = build_care_sheet(d, franchise_used=used)
         state = db.execute(
             "SELECT next_invoice, open_count FROM pharmacy WHERE finess=?", (sheet.finess,)
@@ -203,6 +210,12 @@ class Journal:
             "open_since=COALESCE(open_since, ?) WHERE finess=?",
             (invoice + 1, open_count + 1, now, sheet.finess),
         )
+        if sheet.franchise:
+            db.execute(
+                "INSERT INTO franchise_year VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
+                "SET charged = charged + excluded.charged",
+                (key, year, sheet.franchise),
+            )
         crashpoints.hit("record.inserted")
         if open_count + 1 >= self.lot_size:
             self._close(sheet.finess, now)
@@ -277,11 +290,10 @@ class Journal:
             )
         ]
 
-    def lot_rows(self, finess: str, seq: int) -> list[tuple[str, str, str]]:
-        """(body, b2, csv) of each sheet of a lot, in invoice order."""
-        return self.db.execute(
-            "SELECT body, b2, csv FROM sheet WHERE finess=? AND lot=? ORDER BY seq", (finess, seq)
-        ).fetchall()
+    def lot_rows(self, finess: str, seq: int) -> list[tuple[bytes, bytes, bytes]]:
+        """(body, b2, csv) of each sheet of a lot, in invoice order, as the bytes the files
+        hold (all three are ASCII): no decoding on the way out, no encoding on the way in."""
+        return self.db.execute(LOT_ROWS, (finess, seq)).fetchall()
 
     def open_sheets(self) -> dict[str, tuple[int, int | None]]:
         """finess -> (sheets not in a lot yet, recorded_at of the oldest)."""

@@ -78,14 +78,17 @@ def verify(
     return report
 
 
-def _check_lot(name: str, lot: Lot, rows: list[tuple[str, str, str]], deep: bool) -> list[str]:
+def _check_lot(
+    name: str, lot: Lot, rows: list[tuple[bytes, bytes, bytes]], deep: bool
+) -> list[str]:
     problems = []
     if lot_hash(lot, rows) != lot.hash:
         problems.append(f"{name}: content does not match its hash (edited?)")
     if len(rows) != lot.count:
         problems.append(f"{name}: holds {len(rows)} sheets, its header says {lot.count}")
     sheets = []
-    for body, b2, csv in rows:
+    for raw in rows:
+        body, b2, csv = (x.decode("ascii", "replace") for x in raw)
         try:
             sheet = sheet_from_json(body)
         except (ValueError, TypeError, KeyError):
@@ -112,7 +115,7 @@ def _check_lot(name: str, lot: Lot, rows: list[tuple[str, str, str]], deep: bool
 def _check_files(
     name: str,
     lot: Lot,
-    rows: list[tuple[str, str, str]],
+    rows: list[tuple[bytes, bytes, bytes]],
     out: Path,
     recorded: dict[str, tuple[str, str, int]] | None,
 ) -> list[str]:
@@ -127,7 +130,7 @@ def _check_files(
         rel, sha, size = recorded[kind]
         if rel != file_name(lot, kind):
             problems.append(f"{name}: export journal names {rel}")
-        if hashlib.sha256(expected[kind].encode()).hexdigest() != sha:
+        if hashlib.sha256(expected[kind]).hexdigest() != sha:
             problems.append(f"{name}: {kind} file recorded does not match the journal")
         path = out / rel
         try:
