@@ -1,0 +1,91 @@
+# The camera layer: one interface over the ESP32 camera module and the twin's
+# simulated camera, so the frame forwarder is the same code on both. Named `cam`,
+# not `camera`: the ESP32 C module is `camera`, and MicroPython resolves a
+# built-in module before any package on the filesystem.
+#
+#   argv, source = cam.take_option(argv)       # before board.open: "--camera PATH" (twin)
+#   c = cam.open(board, source)                # None when the board has no camera
+#   n = c.capture()        # > 0: a new frame of n bytes is held; 0: none yet
+#   c.kind, c.width, c.height                  # KIND_JPEG / KIND_GRAY, pixels
+#   k = c.read(offset, mv)                     # copy frame bytes at offset into mv
+#   c.frame()              # the held frame as a memoryview, or None (file backend)
+#   c.release()            # give the frame back (the driver reuses its buffer)
+#   dec = cam.decoder()    # an on-board QR decoder, or None (see decoder())
+#
+# The board definition's "camera" object configures it (docs/qr.md):
+#   {"model": "OV2640", "resolution": "QVGA"|"VGA", "format": "jpeg"|"gray",
+#    "quality": 85, "fb_count": 1, "max_fps": 5, "pins": {...}}
+import sys
+
+from comptoir_link.compat import const
+
+KIND_JPEG = const(2)  # = frames.OBJ_FRAME_JPEG
+KIND_GRAY = const(3)  # = frames.OBJ_FRAME_GRAY
+SIZES = {"QQVGA": (160, 120), "QVGA": (320, 240), "VGA": (640, 480)}
+
+
+def take_option(argv):
+    """Remove "--camera PATH" from argv (the board layer refuses options it does
+    not know); return (the other arguments, PATH or None)."""
+    rest = []
+    source = None
+    i = 0
+    while i < len(argv):
+        if argv[i] == "--camera" and i + 1 < len(argv):
+            source = argv[i + 1]
+            i += 2
+            continue
+        rest.append(argv[i])
+        i += 1
+    return rest, source
+
+
+def spec_of(board):
+    spec = board.definition.get("camera")
+    if spec is None and "camera" in board.definition.get("features", ()):
+        spec = {}
+    return spec
+
+
+def open(board, source=None):
+    spec = spec_of(board)
+    if sys.platform == "esp32":
+        if spec is None:
+            return None
+        from cam.esp32 import Esp32Camera
+
+        return Esp32Camera(spec)
+    if source is None:
+        return None
+    from cam.unix import FileCamera
+
+    return FileCamera(source, spec or {})
+
+
+class _ModuleDecoder:
+    """An on-board decoder module (a quirc user C module, say, named qrdecode)
+    with decode(gray_buffer, width, height) -> bytes/str or None."""
+
+    def __init__(self, mod):
+        self._mod = mod
+
+    def decode(self, c):
+        if c.kind != KIND_GRAY:
+            return None
+        mv = c.frame()
+        if mv is None:
+            return None
+        text = self._mod.decode(mv, c.width, c.height)
+        if text is None:
+            return None
+        return text.encode() if isinstance(text, str) else bytes(text)
+
+
+def decoder():
+    """The on-board QR decoder when this firmware build has one, else None: then
+    frames are forwarded and the host decodes them."""
+    try:
+        import qrdecode  # type: ignore  # not in stock builds
+    except ImportError:
+        return None
+    return _ModuleDecoder(qrdecode)

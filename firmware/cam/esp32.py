@@ -1,0 +1,73 @@
+# ESP32 backend over the micropython-camera-API user C module (cnadler86),
+# module `camera`, class `Camera`. It needs a firmware image built with that
+# module (the project's prebuilt release images, docs/qr.md) and PSRAM: the
+# driver keeps its frame buffers there, outside the MicroPython heap. Only this
+# file imports it.
+import camera as hw  # type: ignore  # the C module, absent from stock firmware
+
+from cam import KIND_GRAY, KIND_JPEG, SIZES
+
+# Board-definition names -> the module's constants.
+_PIN_ARGS = ("data_pins", "pclk_pin", "vsync_pin", "href_pin", "sda_pin", "scl_pin",
+             "xclk_pin", "xclk_freq", "powerdown_pin", "reset_pin")
+
+
+class Esp32Camera:
+    def __init__(self, spec):
+        res = spec.get("resolution", "QVGA")
+        if res not in SIZES:
+            raise ValueError("camera resolution %r not in %r" % (res, tuple(SIZES)))
+        gray = spec.get("format", "jpeg") == "gray"
+        self.kind = KIND_GRAY if gray else KIND_JPEG
+        self.width, self.height = SIZES[res]
+        fb_count = spec.get("fb_count", 1)
+        kw = {
+            "pixel_format": hw.PixelFormat.GRAYSCALE if gray else hw.PixelFormat.JPEG,
+            "frame_size": getattr(hw.FrameSize, res),
+            "jpeg_quality": spec.get("quality", 85),  # percent: higher is better
+            "fb_count": fb_count,
+            # LATEST needs two buffers; with one, WHEN_EMPTY (the frame may be one
+            # period old, which a QR read does not mind).
+            "grab_mode": hw.GrabMode.LATEST if fb_count > 1 else hw.GrabMode.WHEN_EMPTY,
+        }
+        # A generic firmware image needs the pins; a board image has them built in.
+        pins = spec.get("pins", {})
+        for name in _PIN_ARGS:
+            if name in pins:
+                kw[name] = pins[name]
+        self._hw = hw.Camera(**kw)
+        self._mv = None
+
+    def capture(self):
+        # Never block the loop for a frame period (up to 330 ms for gray VGA).
+        if not self._hw.frame_available():
+            return 0
+        mv = self._hw.capture()  # a memoryview of the driver's buffer, no copy
+        if mv is None or not len(mv):
+            return 0
+        self._mv = mv
+        return len(mv)
+
+    def frame(self):
+        return self._mv
+
+    def read(self, offset, buf):
+        mv = self._mv
+        if mv is None:
+            return 0
+        n = len(mv) - offset
+        if n > len(buf):
+            n = len(buf)
+        if n <= 0:
+            return 0
+        buf[:n] = mv[offset : offset + n]
+        return n
+
+    def release(self):
+        if self._mv is not None:
+            self._mv = None
+            self._hw.free_buffer()
+
+    def close(self):
+        self.release()
+        self._hw.deinit()
