@@ -126,3 +126,13 @@ def test_exemptions_from_the_franchise() -> None:
                             ).franchise == 0
     acl_only = dispensation(fam=fam, lines=(LineInput(ACL, 4, 900, 900, 65),))
     assert build_care_sheet(acl_only).franchise == 0  # not a drug box
+
+
+def test_css_contract_exempts_from_the_franchise() -> None:
+    import dataclasses
+
+    fam = adult_family(11, amc=True)
+    assert fam.amc is not None
+    css = dataclasses.replace(fam, amc=dataclasses.replace(fam.amc, contract_type=89))
+    sheet = build_care_sheet(dispensation(fam=css))
+    assert sheet.franchise == 0 and sheet.amc_contract_type == 89

@@ -143,6 +143,14 @@ def test_tampered_amount_column_and_lot_header_detected(tmp_path: Path) -> None:
     assert any(p.startswith(f"lot {finess}/1:") for p in verify(j).problems)
 
 
+def test_franchise_running_total_checked(tmp_path: Path) -> None:
+    j = filled(tmp_path, 20, 10)
+    assert verify(j).ok
+    _tamper(j.path, "UPDATE franchise_year SET charged=charged+100 WHERE person_key IN "
+            "(SELECT person_key FROM franchise_year LIMIT 1)")
+    assert any(p.startswith("franchise:") for p in verify(j).problems)
+
+
 def test_removed_lot_breaks_the_chain(tmp_path: Path) -> None:
     j = filled(tmp_path, 60, 10)
     finess = j.pharmacies()[0]

@@ -4,7 +4,8 @@ what the journal says? Every problem names the lot (FINESS/seq) it is in.
 Checks, per pharmacy: lots numbered 1, 2, 3... with no gap; each lot's prev_hash is the hash
 of the lot before (the first one's is all zeros); each lot's hash recomputed from its sheets
 equals the stored one, and its count, invoice range and sums agree with its sheets; each sheet
-belongs to an existing lot or is still open; invoice numbers run 1..N without a gap; with
+belongs to an existing lot or is still open; invoice numbers run 1..N without a gap; the
+franchise running totals (the yearly cap) equal the sheets' franchises; with
 `deep`, each sheet's B2 records and CSV row are re-derived from its JSON; with an export
 directory, each exported file's bytes hash to what the export journal recorded and to what the
 journal renders now.
@@ -75,6 +76,13 @@ def verify(
     ).fetchall()
     for finess, seq, n in orphans:
         report.problems.append(f"lot {finess}/{seq}: {n} sheets point to a lot that is missing")
+    (drift,) = db.execute(
+        "SELECT COUNT(*) FROM (SELECT person_key, year, SUM(franchise) AS s FROM sheet "
+        "GROUP BY person_key, year HAVING s > 0) a LEFT JOIN franchise_year f "
+        "USING (person_key, year) WHERE f.charged IS NOT a.s"
+    ).fetchone()
+    if drift:
+        report.problems.append(f"franchise: {drift} yearly running totals differ from the sheets")
     return report
 
 
