@@ -191,6 +191,8 @@ def test_cli_list_close_export_verify(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "open" in listing and listing.count(" no ") == 2  # two closed, not exported
     assert billing_main(["--db", db, "close-lot"]) == 0
     assert "closed lot" in capsys.readouterr().out
+    assert billing_main(["--db", db, "verify", "--out", out, "--no-progress"]) == 0
+    assert "4 lots not exported yet" in capsys.readouterr().out  # not a failure
     assert billing_main(["--db", db, "export", "--out", out, "--progress"]) == 0
     captured = capsys.readouterr()
     assert "exported 4 lots (25 sheets" in captured.out and "sheets/s" in captured.err

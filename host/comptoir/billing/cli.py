@@ -73,7 +73,8 @@ def _cmd_verify(j: Journal, args: argparse.Namespace) -> int:
     for p in report.problems:
         print(p)
     print(f"{'OK' if report.ok else 'FAILED'}: {report.lots} lots, {report.sheets} sheets, "
-          f"{report.files} files checked, {len(report.problems)} problems")
+          f"{report.files} files checked, {len(report.problems)} problems"
+          + (f"; {report.unexported} lots not exported yet" if report.unexported else ""))
     return 0 if report.ok else 1
 
 
