@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 # pytest-xdist workers: CI machines have 2 cores.
 JOBS    ?= 2
 
-.PHONY: run test setup sysdeps lint typecheck firmware-check bench flash hil clean
+.PHONY: run test setup sysdeps lint typecheck bench flash hil clean
 
 run: setup
 	$(BIN)/comptoir twin $(TWIN_ARGS)
@@ -45,6 +45,16 @@ typecheck: setup
 
 bench: setup
 	$(BIN)/comptoir bench --output BENCHMARKS.md
+
+# Integrators: make flash BOARD=esp32-cam-ai-thinker PORT=/dev/ttyUSB0 [IMAGE=micropython.bin]
+flash: setup
+	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make flash BOARD=name PORT=/dev/ttyUSB0 [IMAGE=fw.bin]"; exit 2; }
+	$(BIN)/comptoir flash --board $(BOARD) --port $(PORT) $(if $(IMAGE),--image $(IMAGE) --erase) $(FLASH_ARGS)
+
+# Release bench: the same scenarios against a real board (no -n: one serial port).
+hil: setup
+	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 BOARD=name"; exit 2; }
+	$(BIN)/pytest tests/hil --board-port $(PORT) --board $(BOARD) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

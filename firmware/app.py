@@ -30,7 +30,7 @@ class Reader:
         baud = spec.get("baud", 115200)
         max_payload = board.definition.get("link", {}).get("max_payload", F.DEFAULT_MAX_PAYLOAD)
         caps = F.CAP_LED
-        if board.has_uart("pn532"):
+        if board.pn532_spec() is not None:
             caps |= F.CAP_NFC
         for feature, bit in (("nfc", F.CAP_NFC), ("camera", F.CAP_CAMERA),
                              ("buzzer", F.CAP_BUZZER), ("display", F.CAP_DISPLAY)):
@@ -47,10 +47,10 @@ class Reader:
         self._out = bytearray(max_payload)  # payloads the application builds
         self._out_mv = memoryview(self._out)
         self.nfc = None
-        if board.has_uart("pn532"):
+        if board.pn532_spec() is not None:
             from nfc_task import NfcTask
 
-            self.nfc = NfcTask(board.uart("pn532"), self._out)
+            self.nfc = NfcTask(board.pn532_transport(), self._out)
         gc.collect()
         self.link = BoardLink(self.uart.write, baud=baud, max_payload=max_payload,
                          hello_items=items, random_bytes=board.random_bytes,
@@ -69,6 +69,7 @@ class Reader:
         self._verdict_until = None
         self._uarts = (self.uart,)
         self.min_free = board.free_heap()
+        self.heap_after_gc = self.min_free
         self.started = board.ticks_ms()
         self._last_gc = self.started
         board.output("led_error", 1)
@@ -139,6 +140,8 @@ class Reader:
                 self.board.ticks_diff(self.board.ticks_ms(), self.started) & 0xFFFFFFFF]
         for name in _STATUS_COUNTERS:
             vals.append(self.link.counters[COUNTER_NAMES.index(name)] & 0xFFFFFFFF)
+        vals.append(self.heap_after_gc)
+        vals.append(self.nfc.reader.taps if self.nfc else 0)
         i = 0
         for v in vals:
             o[i] = v & 0xFF
@@ -191,6 +194,7 @@ class Reader:
             now = self.board.ticks_ms()
             if self.board.ticks_diff(now, self._last_gc) > 1000 and self.link.idle():
                 gc.collect()  # while idle, so a collection never delays a frame
+                self.heap_after_gc = self.board.free_heap()
                 self._last_gc = now
             self.board.wait(self._uarts, wait_ms)
 
@@ -229,7 +233,7 @@ def _load(modules):
 def main(argv):
     b = board_layer.open(argv)
     gc.collect()
-    if b.has_uart("pn532"):
+    if b.pn532_spec() is not None:
         _load(_NFC_MODULES)
     reader = Reader(b)
     print("comptoir reader %s on %s, free heap %d" % (FIRMWARE_VERSION, b.name, b.free_heap()))

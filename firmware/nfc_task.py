@@ -6,7 +6,6 @@
 from nfc_reader import ChallengeReused, NfcError, NfcReader, UnsupportedTarget
 from pn532.chip import PN532
 from pn532.errors import ApduError, AppLocked, AppNotFound, PN532Error
-from pn532.transport import UartTransport
 
 from comptoir_link import frames as F
 from comptoir_link.compat import const, ticks_add, ticks_diff, ticks_ms
@@ -42,10 +41,10 @@ def error_code(e):
 
 
 class NfcTask:
-    def __init__(self, uart, out_buf, reader=None):
+    def __init__(self, transport, out_buf, reader=None):
         # A presentation is 350-550 bytes (1 to 8 beneficiaries, docs/tokens.md); 1 kB
         # leaves room, and the heap of a board without PSRAM has none to waste.
-        self.reader = reader or NfcReader(PN532(UartTransport(uart)),
+        self.reader = reader or NfcReader(PN532(transport),
                                           max_presentation=MAX_PRESENTATION)
         self._out = out_buf  # the application's payload buffer (chunk assembly)
         self._challenge = bytearray(16)

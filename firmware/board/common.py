@@ -34,6 +34,27 @@ class BoardBase:
     def has_uart(self, role):
         return role in self._uarts
 
+    def pn532_spec(self):
+        """How the PN532 is wired: the board definition's "pn532" section, or
+        (the twin) a UART named "pn532". None when the board has no PN532."""
+        spec = self.definition.get("pn532")
+        if spec is None and "pn532" in self._uarts:
+            spec = {"bus": "hsu", "uart": "pn532"}
+        return spec
+
+    def pn532_transport(self):
+        spec = self.pn532_spec()
+        if spec is None:
+            return None
+        from pn532.transport import UartTransport
+
+        if spec.get("bus", "hsu") == "hsu":
+            return UartTransport(self.uart(spec.get("uart", "pn532")))
+        return self._pn532_bus(spec)
+
+    def _pn532_bus(self, spec):
+        raise OSError("PN532 bus %r is not available on this board" % spec.get("bus"))
+
     def free_heap(self):
         # gc.mem_free is MicroPython's; under CPython (tests) there is no heap cap.
         f = getattr(gc, "mem_free", None)

@@ -50,6 +50,26 @@ class Esp32Board(BoardBase):
         if o is not None:
             o.value(value)
 
+    def _pn532_bus(self, spec):
+        from pn532.transport import I2cTransport, SpiTransport
+
+        if spec["bus"] == "spi":
+            s = spec["spi"]
+            # Mode 0; the ESP32's SPI shifts LSB first itself (firstbit), so the
+            # driver need not reverse every byte in Python.
+            spi = machine.SPI(s["id"], baudrate=s.get("baudrate", 1000000), polarity=0,
+                              phase=0, firstbit=machine.SPI.LSB, sck=machine.Pin(s["sck"]),
+                              mosi=machine.Pin(s["mosi"]), miso=machine.Pin(s["miso"]))
+            cs = machine.Pin(s["cs"], machine.Pin.OUT, value=1)
+            return SpiTransport(spi, cs, lsb_first=True)
+        if spec["bus"] == "i2c":
+            i = spec["i2c"]
+            # The PN532 stretches the clock ~440 us: allow well over that.
+            bus = machine.I2C(i["id"], scl=machine.Pin(i["scl"]), sda=machine.Pin(i["sda"]),
+                              freq=i.get("freq", 100000), timeout=i.get("timeout_us", 2000))
+            return I2cTransport(bus)
+        return BoardBase._pn532_bus(self, spec)
+
     def show(self, text):
         # A display driver (board definition "display") is not wired yet: the
         # LEDs and the buzzer carry the verdict.

@@ -152,6 +152,13 @@ class UnixBoard(BoardBase):
             self._outputs[name] = value
             print("OUT %s %s" % (name, value))
 
+    def pn532_spec(self):
+        # The twin has no SPI or I2C: whatever bus the board definition names,
+        # its PN532 simulator speaks HSU on the UART given as --uart pn532=...
+        if "pn532" in self._uarts:
+            return {"bus": "hsu", "uart": "pn532"}
+        return None
+
     def show(self, text):
         # The display, when the board has one: the twin prints it.
         if text:

@@ -29,7 +29,8 @@ NAMES = {
 
 # STATUS payload: u32 LE values in this order.
 STATUS_FIELDS = ("free_heap", "min_free_heap", "uptime_ms", "crc_errors", "malformed_frames",
-                 "oversized_frames", "retransmits", "duplicates", "link_lost", "sessions")
+                 "oversized_frames", "retransmits", "duplicates", "link_lost", "sessions",
+                 "heap_after_gc", "nfc_taps")
 
 CAP_NAMES = (
     (F.CAP_NFC, "nfc"),

@@ -20,6 +20,9 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "pki": ("comptoir_tools.pki", "test PKI: trust anchor, issuers, credentials, status list"),
     "wallet": ("comptoir_tools.wallet", "simulated phone wallet: QR and NFC presentations"),
     "pn532": ("comptoir_tools.pn532_probe", "PC-side PN532 probe: `comptoir pn532 probe --port`"),
+    "flash": ("comptoir_tools.flash", "flash a reader board: image, firmware, board, pairing key"),
+    "cache": ("comptoir.rights.cli", "offline rights cache: status, sync, purge, export-counts"),
+    "board-check": ("comptoir_tools.boards", "check board definition files (`check` / `list`)"),
 }
 
 
@@ -102,7 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] in TOOL_COMMANDS:
         module = importlib.import_module(TOOL_COMMANDS[argv[0]][0])
         tool_main: Callable[[list[str]], int] = module.main
-        return tool_main(argv[1:])
+        rest = argv[1:]
+        if argv[0] == "pn532":
+            # `comptoir pn532 probe --port ...`: the probe is the only pn532 verb.
+            if not rest or rest[0] not in ("probe", "-h", "--help"):
+                print("usage: comptoir pn532 probe --port PORT [--baud N]", file=sys.stderr)
+                return 2
+            rest = rest[1:] if rest[0] == "probe" else rest
+        return int(tool_main(rest))
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()
