@@ -192,11 +192,17 @@ class CameraSim:
         return self._phones[text], self._boxes[text]
 
     # ---------------------------------------------------------------- stages 2-4
-    def frame(self, text: str, level: int = 2, *, index: int | None = None) -> Frame:
+    def frame(self, text: str, level: int = 2, *, index: int | None = None,
+              pose: int | None = None) -> Frame:
+        """One exposure. `pose` fixes the scene (placement, light, finger, focus): frames
+        with the same pose are a phone held still, differing only by sensor noise; by
+        default every frame is a new pose."""
         if index is None:
             index = self.index
             self.index += 1
-        rng = random.Random(f"{self.seed}:{index}:{level}:{self.resolution}")
+        rng = random.Random(f"{self.seed}:{index if pose is None else pose}:{level}:"
+                            f"{self.resolution}")
+        noise_rng = random.Random(f"{self.seed}:{index}:noise")
         lv = LEVELS[level]
 
         def draw(r: tuple[float, float]) -> float:
@@ -274,7 +280,7 @@ class CameraSim:
             img = self._glare(img, rng, glare, dst, ss)
         noise = draw(lv.noise)
         if noise > 0.05:
-            img = self._noise(img, rng, noise)
+            img = self._noise(img, noise_rng, noise)
         params.update(blur=round(blur, 2), gain=round(gain, 2), glare=round(glare, 2),
                       noise=round(noise, 2))
 
