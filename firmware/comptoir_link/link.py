@@ -147,7 +147,9 @@ class Link:
         # so the timer allows two frame times on top of the fixed base.
         full = frame_time_ms(self._wire_max, self.baud)
         self.rto_ms = self.rto_base_ms + 2 * full
-        self.link_timeout_ms = 4 * self.heartbeat_ms + 2 * full + self.rto_base_ms
+        # At least 2 s: a short heartbeat must not turn a burst of line noise
+        # (which delays every frame behind it) into a lost link.
+        self.link_timeout_ms = max(4 * self.heartbeat_ms, 2000) + 2 * full + self.rto_base_ms
         self.hello_interval_ms = self.rto_base_ms + 2 * frame_time_ms(_CTRL_BODY, self.baud) + 150
 
     def _reset_seq(self):

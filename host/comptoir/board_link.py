@@ -146,6 +146,7 @@ class BoardConnection(threading.Thread):
         if self._gate is None:
             self._admit()
         else:
+            self._gate.on_session()
             self._proof_deadline = time.monotonic() + PROOF_TIMEOUT_S
 
     def _admit(self) -> None:

@@ -22,6 +22,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "pn532": ("comptoir_tools.pn532_probe", "PC-side PN532 probe: `comptoir pn532 probe --port`"),
     "flash": ("comptoir_tools.flash", "flash a reader board: image, firmware, board, pairing key"),
     "cache": ("comptoir.rights.cli", "offline rights cache: status, sync, purge, export-counts"),
+    "billing": ("comptoir.billing.cli", "care sheets, lots, export, verify"),
     "board-check": ("comptoir_tools.boards", "check board definition files (`check` / `list`)"),
 }
 

@@ -70,11 +70,16 @@ class PairingGate:
         self._key: bytes | None = None
 
     def on_hello(self, board_id: str) -> Refusal | None:
-        self.admitted = False
+        # `admitted` stays as it is until the new session starts (on_session):
+        # the old session, if any, still ends as an admitted one.
         self._key = self.boards.key_for(board_id)
         if self._key is None:
             return Refusal(F.REJECT_UNKNOWN_BOARD, f"board {board_id} is not paired with this host")
         return None
+
+    def on_session(self) -> None:
+        """A new session started: nothing is admitted until its proof verifies."""
+        self.admitted = False
 
     def on_first_frame(self, link: HostLink, ftype: int, payload: bytes) -> Refusal | None:
         """The first sequenced frame of a session must be a valid PAIR_PROOF."""

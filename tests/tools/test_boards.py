@@ -111,7 +111,7 @@ BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
                               "timeout_us": 2000}}), "I2C runs at most"),
     ("same-uart-id", "esp32-cam-ai-thinker", _set("uarts.pn532.id", 0), "already used"),
     ("octal-on-esp32", "devkitc-pn532-spi", _set("module.psram", "octal"), "no octal PSRAM"),
-    ("rxbuf", "devkitc-pn532-spi", _set("uarts.host.rxbuf", 2048), "receive buffer"),
+    ("rxbuf", "devkitc-pn532-spi", _set("uarts.host.rxbuf", 256), "receive buffer"),
     ("native-usb-on-esp32", "devkitc-pn532-spi", _set("usb.native", True), "no native USB"),
     ("repl-native-unset", "freenove-esp32s3-cam", _set("usb.native", False), "REPL on native"),
     # structure (schema)

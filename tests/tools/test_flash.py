@@ -80,7 +80,9 @@ def test_dry_run_prints_the_exact_esptool_and_mpremote_commands(build_dir, tmp_p
     deploy = cmds[4]
     assert deploy[:4] == ["mpremote", "connect", "/dev/ttyUSB0", "exec"]
     chunks = " ".join(deploy).split(" + ")
-    assert len(chunks) == 1 + 4  # prepare, then one cp per directory (/, board, link, pn532)
+    # prepare, then one cp per directory of the compiled tree (/, board, cam, link, pn532...)
+    dirs = {p.parent for p in build_dir.rglob("*") if p.is_file()}
+    assert len(chunks) == 1 + len(dirs)
     top = chunks[1].split()
     assert top[:2] == ["fs", "cp"] and top[-1] == ":/"
     assert [Path(p).name for p in top[2:-1]] == sorted(
