@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from comptoir.events import BoardDown, BoardUp, Message
-from comptoir.objects import ChunkError, Reassembler
+from comptoir.objects import Reassembler, parse_chunk
 from comptoir.tokens.challenges import ChallengeRegistry
 from comptoir.tokens.model import Refused, Verified
-from comptoir.tokens.reasons import Reason
 from comptoir.tokens.verify import Verifier
+from comptoir.verdicts import verdict_for, verdict_payload
 from comptoir_link import frames as F
 
 log = logging.getLogger("comptoir.nfc")
 
-REASON_CODES = {r: i + 1 for i, r in enumerate(Reason)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,21 +51,6 @@ class TapFailed:
     text: str
 
 
-def verdict_for(result: Verified | Refused) -> tuple[int, int, str]:
-    """(verdict, reason code, text for the board's display)."""
-    if isinstance(result, Refused):
-        return F.V_REFUSED, REASON_CODES.get(result.reason, 0), f"refused: {result.reason.value}"
-    people = 1 + len(result.credential.beneficiaries)
-    if people > 1:
-        return F.V_CHOOSE_BENEFICIARY, 0, f"choose among {people} people"
-    return F.V_ACCEPTED, 0, "accepted"
-
-
-def verdict_payload(object_id: int, verdict: int, reason: int, text: str) -> bytes:
-    return (object_id.to_bytes(2, "little") + bytes((verdict,)) + reason.to_bytes(2, "little")
-            + text.encode()[:60])
-
-
 class NfcService:
     def __init__(
         self,
@@ -82,7 +66,9 @@ class NfcService:
         self.verifier = verifier
         self.challenges = challenges
         self.refresh_s = refresh_s
-        self.objects = Reassembler()
+        # Presentations are 350-550 bytes; 4 kB bounds what a hostile board can make us hold.
+        self.objects = Reassembler(max_object=4096, max_partial=1, max_total=64 * 1024,
+                                   kinds=frozenset((F.OBJ_NFC_PRESENTATION,)))
         self._boards: dict[str, str] = {}  # port -> board id, NFC boards with a session
         self._issued_at: dict[str, float] = {}
         self._next_id: dict[str, int] = {}
@@ -131,16 +117,17 @@ class NfcService:
 
     def _chunk(self, ev: Message) -> None:
         try:
-            obj = self.objects.feed(ev.port, ev.payload)
-        except ChunkError as e:
+            chunk = parse_chunk(ev.payload)
+        except ValueError as e:
             log.warning("bad presentation chunk", extra={"port": ev.port, "detail": str(e)})
             return
-        if obj is None:
+        data = self.objects.push(ev.port, chunk)
+        if data is None:
             return
-        result = self.verifier.verify_nfc(obj.data, ev.board_id)
+        result = self.verifier.verify_nfc(data, ev.board_id)
         verdict, reason, text = verdict_for(result)
-        self._send(ev.port, F.VERDICT, verdict_payload(obj.object_id, verdict, reason, text))
+        self._send(ev.port, F.VERDICT, verdict_payload(chunk.object_id, verdict, reason, text))
         log.info("nfc presentation", extra={
-            "port": ev.port, "object_id": obj.object_id, "bytes": len(obj.data),
+            "port": ev.port, "object_id": chunk.object_id, "bytes": len(data),
             "verdict": verdict, "reason": getattr(getattr(result, "reason", None), "value", "")})
-        self._publish(Presentation(ev.port, ev.board_id, obj.object_id, "nfc", result, ev.at))
+        self._publish(Presentation(ev.port, ev.board_id, chunk.object_id, "nfc", result, ev.at))

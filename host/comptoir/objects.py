@@ -1,27 +1,24 @@
-"""Reassembly of large objects (NFC presentations, camera frames) that a board
-sends as OBJECT_CHUNK frames.
+"""OBJECT_CHUNK reassembly, for every large object a board sends (NFC presentations, camera
+frames), with limits: what a board sends cannot make the host hold more than
+`max_object` bytes per object, `max_partial` partial objects per port and `max_total` bytes
+in all.
 
-The link delivers a board's frames exactly once and in order within a session,
-so an object's chunks arrive in offset order; anything else (a gap, an overlap,
-a total that changes, an object beyond the size limit) is the board's bug or a
-hostile board, and the object is dropped with a counted reason instead of
-being delivered damaged. A session ending drops partial objects.
+A board sends an object's chunks in order (offset 0, then each chunk where the previous one
+ended) and the link delivers them exactly once and in order, so the reassembler accepts only
+that: a chunk that does not continue its object exactly (a gap, an overlap, another total or
+kind) drops the object. It never guesses, so it never yields bytes the board did not send in
+that order.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import struct
+from collections import OrderedDict
+from collections.abc import Hashable
+from dataclasses import dataclass
 
-from comptoir_link import frames as F
-
-CHUNK_HEADER = 11
-MAX_OBJECT = {F.OBJ_NFC_PRESENTATION: 16 * 1024, F.OBJ_FRAME_JPEG: 256 * 1024,
-              F.OBJ_FRAME_GRAY: 640 * 480 + 4}
-MAX_PARTIAL_PER_PORT = 2
-
-
-class ChunkError(ValueError):
-    pass
+HEADER = struct.Struct("<BHII")  # kind u8, object id u16, total u32, offset u32
+DEFAULT_MAX_OBJECT = 640 * 480 + 4  # a VGA grayscale frame; a JPEG VGA frame is ~30-110 kB
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,72 +31,106 @@ class Chunk:
 
 
 def parse_chunk(payload: bytes) -> Chunk:
-    if len(payload) < CHUNK_HEADER:
-        raise ChunkError(f"chunk of {len(payload)} bytes is shorter than its header")
-    kind = payload[0]
-    if kind not in MAX_OBJECT:
-        raise ChunkError(f"unknown object kind {kind}")
-    total = int.from_bytes(payload[3:7], "little")
-    if total == 0 or total > MAX_OBJECT[kind]:
-        raise ChunkError(f"object of {total} bytes (limit {MAX_OBJECT[kind]})")
-    offset = int.from_bytes(payload[7:11], "little")
-    data = bytes(payload[CHUNK_HEADER:])
-    if offset + len(data) > total:
-        raise ChunkError("chunk runs past the object's end")
-    return Chunk(kind, int.from_bytes(payload[1:3], "little"), total, offset, data)
+    """An OBJECT_CHUNK payload; ValueError when it is shorter than its header."""
+    if len(payload) < HEADER.size:
+        raise ValueError(f"OBJECT_CHUNK of {len(payload)} bytes, header is {HEADER.size}")
+    kind, object_id, total, offset = HEADER.unpack_from(payload)
+    return Chunk(kind, object_id, total, offset, bytes(payload[HEADER.size:]))
 
 
-@dataclass(slots=True)
+def chunk_payload(kind: int, object_id: int, total: int, offset: int, data: bytes) -> bytes:
+    return HEADER.pack(kind, object_id, total, offset) + data
+
+
 class _Partial:
-    kind: int
-    total: int
-    buf: bytearray = field(default_factory=bytearray)
+    __slots__ = ("buf", "kind", "received", "total")
 
-
-@dataclass(frozen=True, slots=True)
-class CompleteObject:
-    port: str
-    kind: int
-    object_id: int
-    data: bytes
+    def __init__(self, kind: int, total: int) -> None:
+        self.kind = kind
+        self.total = total
+        self.buf = bytearray(total)
+        self.received = 0
 
 
 class Reassembler:
-    def __init__(self) -> None:
-        self._partial: dict[tuple[str, int], _Partial] = {}
-        self.dropped: dict[str, int] = {}
+    """Objects from chunks, keyed by (port, object id). `push` returns the completed object's
+    bytes or None; each refusal is counted by name in `counters`."""
 
-    def _drop(self, key: tuple[str, int], why: str) -> None:
-        self._partial.pop(key, None)
-        self.dropped[why] = self.dropped.get(why, 0) + 1
+    def __init__(self, *, max_object: int = DEFAULT_MAX_OBJECT, max_partial: int = 1,
+                 max_total: int = 4 * DEFAULT_MAX_OBJECT,
+                 kinds: frozenset[int] | None = None) -> None:
+        if max_partial < 1 or max_object < 1 or max_total < max_object:
+            raise ValueError("limits must allow at least one object")
+        self.max_object = max_object
+        self.max_partial = max_partial
+        self.max_total = max_total
+        self.kinds = kinds  # None: any kind
+        self._partial: OrderedDict[tuple[Hashable, int], _Partial] = OrderedDict()
+        self._held = 0
+        self.counters: dict[str, int] = {}
 
-    def feed(self, port: str, payload: bytes) -> CompleteObject | None:
-        """One OBJECT_CHUNK payload; the object when its last chunk arrived.
-        Raises ChunkError (the object is dropped) for a chunk that cannot be right."""
-        chunk = parse_chunk(payload)
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held
+
+    def partial_count(self, port: Hashable | None = None) -> int:
+        return sum(1 for p, _ in self._partial if port is None or p == port)
+
+    def _drop(self, key: tuple[Hashable, int], counter: str) -> None:
+        part = self._partial.pop(key, None)
+        if part is not None:
+            self._held -= part.total
+            self._count(counter)
+
+    def drop_port(self, port: Hashable) -> int:
+        """The session ended (BoardDown): its partial objects can never complete."""
+        keys = [k for k in self._partial if k[0] == port]
+        for k in keys:
+            self._drop(k, "dropped_session_end")
+        return len(keys)
+
+    def push(self, port: Hashable, chunk: Chunk) -> bytes | None:
+        if self.kinds is not None and chunk.kind not in self.kinds:
+            self._count("ignored_kind")
+            return None
         key = (port, chunk.object_id)
         part = self._partial.get(key)
         if part is None:
             if chunk.offset != 0:
-                self.dropped["gap"] = self.dropped.get("gap", 0) + 1
-                raise ChunkError(f"object {chunk.object_id} starts at offset {chunk.offset}")
+                # The start was lost to us (abandoned, or we dropped the object): ignore the
+                # rest of it rather than hold a buffer that cannot complete.
+                self._count("orphan_chunks")
+                return None
+            if chunk.total == 0 or chunk.total > self.max_object:
+                self._count("oversize_objects" if chunk.total else "empty_objects")
+                return None
+            # A new object on this port: the board sends one at a time, so its older
+            # partials beyond the allowed number were abandoned.
             mine = [k for k in self._partial if k[0] == port]
-            for old in mine[: max(0, len(mine) - MAX_PARTIAL_PER_PORT + 1)]:
-                self._drop(old, "superseded")
-            part = self._partial[key] = _Partial(chunk.kind, chunk.total)
-        if chunk.kind != part.kind or chunk.total != part.total:
-            self._drop(key, "inconsistent")
-            raise ChunkError(f"object {chunk.object_id} changed kind or size mid-way")
-        if chunk.offset != len(part.buf):
-            self._drop(key, "gap")
-            raise ChunkError(f"object {chunk.object_id}: chunk at {chunk.offset}, "
-                             f"expected {len(part.buf)}")
-        part.buf += chunk.data
-        if len(part.buf) < part.total:
+            while len(mine) >= self.max_partial:
+                self._drop(mine.pop(0), "dropped_superseded")
+            while self._held + chunk.total > self.max_total and self._partial:
+                self._drop(next(iter(self._partial)), "dropped_memory")
+            part = _Partial(chunk.kind, chunk.total)
+            self._partial[key] = part
+            self._held += part.total
+        elif (chunk.kind != part.kind or chunk.total != part.total
+              or chunk.offset != part.received):
+            self._drop(key, "dropped_inconsistent")
+            return None
+        end = chunk.offset + len(chunk.data)
+        if end > part.total:
+            self._drop(key, "dropped_overrun")
+            return None
+        part.buf[chunk.offset:end] = chunk.data
+        part.received = end
+        self._partial.move_to_end(key)
+        if end < part.total:
             return None
         del self._partial[key]
-        return CompleteObject(port, part.kind, chunk.object_id, bytes(part.buf))
-
-    def drop_port(self, port: str) -> None:
-        for key in [k for k in self._partial if k[0] == port]:
-            self._drop(key, "session ended")
+        self._held -= part.total
+        self._count("objects")
+        return bytes(part.buf)

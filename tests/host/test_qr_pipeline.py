@@ -8,11 +8,11 @@ import pytest
 from tokens_fixtures import NOW, World
 
 from comptoir.events import BoardDown, Message
+from comptoir.objects import chunk_payload
 from comptoir.qr import QrPipeline, verdict_payload
 from comptoir.qr.decode import DecodeError, decode_frame
-from comptoir.qr.pipeline import REASON_CODES
-from comptoir.qr.reassembly import chunk_payload
 from comptoir.tokens.reasons import Reason
+from comptoir.verdicts import REASON_CODES
 from comptoir_link import frames as F
 from comptoir_tools.camera_sim import CameraSim, Frame
 

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from comptoir.events import BoardDown, Message
-from comptoir.qr.reassembly import Chunk, Reassembler, chunk_payload, parse_chunk
+from comptoir.objects import Chunk, Reassembler, chunk_payload, parse_chunk
 from comptoir_link import frames as F
 
 JPEG = F.OBJ_FRAME_JPEG

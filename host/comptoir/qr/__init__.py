@@ -5,9 +5,11 @@ and verified once per screen; the verdict goes back to the board (docs/qr.md).
     daemon.subscribe(pipeline.on_event)
 """
 
+from comptoir.objects import Chunk, Reassembler, parse_chunk
+from comptoir.verdicts import verdict_for, verdict_payload, verdict_sender
+
 from .decode import DecodeError, decode_frame
-from .pipeline import QrPipeline, Seen, verdict_for, verdict_payload, verdict_sender
-from .reassembly import Chunk, Reassembler, parse_chunk
+from .pipeline import QrPipeline, Seen
 
 __all__ = [
     "Chunk",

@@ -14,63 +14,25 @@ reconnects while the same screen is in front of it does not get a second verdict
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from comptoir.events import BoardDown, Message, PortLost
-from comptoir.tokens.model import Refused, Result, Verified
-from comptoir.tokens.reasons import Reason
+from comptoir.objects import DEFAULT_MAX_OBJECT, Reassembler, parse_chunk
+from comptoir.tokens.model import Result
+from comptoir.verdicts import SendVerdict, verdict_for
 from comptoir_link import frames as F
 
 from .decode import DecodeError, decode_frame
-from .reassembly import DEFAULT_MAX_OBJECT, Reassembler, parse_chunk
 
 log = logging.getLogger("comptoir.qr")
 
-FRAME_KINDS = frozenset((F.OBJ_FRAME_JPEG, F.OBJ_FRAME_GRAY))
-MAX_QR_TEXT = 4096  # a QR code holds at most 4296 alphanumeric characters
-MAX_DISPLAY_TEXT = 64
-
-# VERDICT reason codes (u16): 0 = none (accepted), then each refusal Reason in the order of
-# its declaration. Provisional until the reason table is shared with the NFC path.
-REASON_CODES: dict[Reason, int] = {r: i for i, r in enumerate(Reason, start=1)}
-
-SendVerdict = Callable[[str, int, int, int, str], None]  # port, object id, verdict, reason, text
 OnResult = Callable[[str, str, int, Result], None]  # port, board id, object id, result
 
-
-def verdict_for(result: Result) -> tuple[int, int, str]:
-    """(verdict, reason code, display text) for a verification result. Never personal data:
-    the text travels to the board and into logs."""
-    if isinstance(result, Verified):
-        n = len(result.beneficiaries)
-        if n:
-            # Someone must pick who is served: the insured person or one of n beneficiaries.
-            return F.V_CHOOSE_BENEFICIARY, 0, f"choose beneficiary ({n + 1})"
-        return F.V_ACCEPTED, 0, "accepted"
-    assert isinstance(result, Refused)
-    if result.reason is Reason.INTERNAL_ERROR:
-        return F.V_ERROR, REASON_CODES[result.reason], "error"
-    return F.V_REFUSED, REASON_CODES[result.reason], result.reason.value
-
-
-def verdict_payload(object_id: int, verdict: int, reason: int, text: str) -> bytes:
-    """VERDICT payload: object id u16, verdict u8, reason u16, UTF-8 display text."""
-    t = text.encode()[:MAX_DISPLAY_TEXT]
-    return struct.pack("<HBH", object_id & 0xFFFF, verdict, reason) + t
-
-
-def verdict_sender(daemon: Any) -> SendVerdict:
-    """send_verdict for a `comptoir.daemon.Daemon` (anything with send(port, ftype, payload))."""
-
-    def send(port: str, object_id: int, verdict: int, reason: int, text: str) -> None:
-        daemon.send(port, F.VERDICT, verdict_payload(object_id, verdict, reason, text))
-
-    return send
-
+FRAME_KINDS = frozenset((F.OBJ_FRAME_JPEG, F.OBJ_FRAME_GRAY))
+MAX_QR_TEXT = 4096  # a QR code holds at most 4296 alphanumeric characters
 
 @dataclass(slots=True)
 class Seen:
