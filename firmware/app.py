@@ -23,7 +23,7 @@ _MAX_CONSECUTIVE_FAULTS = const(20)
 
 
 class Reader:
-    def __init__(self, board):
+    def __init__(self, board, camera_source=None):
         self.board = board
         self.uart = board.uart("host")
         spec = board.definition.get("uarts", {}).get("host", {})
@@ -32,6 +32,13 @@ class Reader:
         caps = F.CAP_LED
         if board.pn532_spec() is not None:
             caps |= F.CAP_NFC
+        cam = None
+        if _camera_wanted(board, camera_source):
+            import cam as cam_layer
+
+            cam = cam_layer.open(board, camera_source)
+            if cam is not None:
+                caps |= F.CAP_CAMERA
         for feature, bit in (("nfc", F.CAP_NFC), ("camera", F.CAP_CAMERA),
                              ("buzzer", F.CAP_BUZZER), ("display", F.CAP_DISPLAY)):
             if feature in board.definition.get("features", ()):
@@ -51,6 +58,15 @@ class Reader:
             from nfc_task import NfcTask
 
             self.nfc = NfcTask(board.pn532_transport(), self._out)
+        self.fwd = None
+        if cam is not None:
+            import cam as cam_layer
+            from frame_forwarder import FrameForwarder
+
+            spec = board.definition.get("camera", {})
+            # Its own chunk buffer: a frame's chunks are built across loop steps.
+            self.fwd = FrameForwarder(cam, max_payload, max_fps=spec.get("max_fps", 5),
+                                      baud=baud, decoder=cam_layer.decoder())
         gc.collect()
         self.link = BoardLink(self.uart.write, baud=baud, max_payload=max_payload,
                          hello_items=items, random_bytes=board.random_bytes,
@@ -81,6 +97,8 @@ class Reader:
         self._bench_left = 0
         if self.nfc:
             self.nfc.on_session()
+        if self.fwd:
+            self.fwd.abandon()
 
     def _on_down(self, reason):
         self.board.output("led_ready", 0)
@@ -100,6 +118,8 @@ class Reader:
             if not self.nfc.on_challenge(payload):
                 self._send_error(F.E_BAD_REQUEST, "CHALLENGE of %d bytes" % len(payload))
         elif ftype == F.VERDICT and len(payload) >= 5:
+            if self.fwd:
+                self.fwd.on_verdict(F.u16(payload[0:2]))
             self._show_verdict(payload[2], payload[5:])
         else:
             self._send_error(F.E_BAD_REQUEST, "unhandled frame type 0x%02x" % ftype)
@@ -158,12 +178,19 @@ class Reader:
         if self._status_owed and link.can_send():
             link.send(F.STATUS, self._out_mv, self._status_payload())
             self._status_owed = False
+        nfc_busy = False
         if self.nfc is not None:
-            # NFC first: a tap never waits behind bulk traffic.
+            # NFC first: a tap never waits behind camera frames.
             if self.nfc.step(link, self._next_obj_id):
-                self._next_obj_id = (self._next_obj_id + 1) & 0xFFFF or 1
-            if self.nfc.busy:
-                return
+                # NFC object ids stay below 0x8000; camera frames use the upper half.
+                self._next_obj_id = (self._next_obj_id + 1) & 0x7FFF or 1
+                if self.fwd:
+                    self.fwd.abandon()
+            nfc_busy = self.nfc.busy
+        if nfc_busy:
+            return
+        if self.fwd is not None:
+            self.fwd.step(link)
         while self._bench_left and link.can_send():
             k = self._bench_index
             self._out[0] = k & 0xFF
@@ -190,7 +217,7 @@ class Reader:
         free = self.board.free_heap()
         if free < self.min_free:
             self.min_free = free
-        if not n and wait_ms:
+        if not n and wait_ms and not (self.fwd and self.fwd.busy):
             now = self.board.ticks_ms()
             if self.board.ticks_diff(now, self._last_gc) > 1000 and self.link.idle():
                 gc.collect()  # while idle, so a collection never delays a frame
@@ -230,11 +257,32 @@ def _load(modules):
         gc.collect()
 
 
+_CAMERA_MODULES = ("cam", "frame_forwarder")
+
+
+def _camera_wanted(board, source):
+    d = board.definition
+    return source is not None or "camera" in d or "camera" in d.get("features", ())
+
+
+def _take_camera_option(argv):
+    # "--camera PATH" (the twin's simulated camera) is the camera layer's, not the
+    # board layer's; a board never has it.
+    if "--camera" not in argv:
+        return argv, None
+    import cam as cam_layer
+
+    return cam_layer.take_option(argv)
+
+
 def main(argv):
+    argv, camera_source = _take_camera_option(argv)
     b = board_layer.open(argv)
     gc.collect()
     if b.pn532_spec() is not None:
         _load(_NFC_MODULES)
-    reader = Reader(b)
+    if _camera_wanted(b, camera_source):
+        _load(_CAMERA_MODULES)
+    reader = Reader(b, camera_source)
     print("comptoir reader %s on %s, free heap %d" % (FIRMWARE_VERSION, b.name, b.free_heap()))
     reader.run()

@@ -24,8 +24,11 @@ from pathlib import Path
 
 from comptoir.daemon import Daemon
 from comptoir.events import BoardUp
-from comptoir.nfc_service import NfcService
+from comptoir.nfc_service import NfcService, Presentation
 from comptoir.pairing import PairedBoards
+from comptoir.qr import QrPipeline
+from comptoir.verdicts import verdict_sender
+from comptoir_tools.camera_sim import FrameFile
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.insurer import SimulatedInsurer
 from comptoir_tools.pn532_sim import PN532Sim, Timing
@@ -34,6 +37,7 @@ from comptoir_tools.wire import WireModel
 MICROPYTHON = Path(sys.executable).with_name("micropython")
 # An ESP32 without PSRAM leaves about 100 KB of heap to Python (docs/architecture.md).
 DEFAULT_HEAP = "100K"
+CAMERA_BOARD_HEAP = "2M"
 
 
 class FirmwareProcess:
@@ -50,6 +54,7 @@ class FirmwareProcess:
         board_file: Path | None = None,
         pair_key: bytes | None = None,
         heap: str = DEFAULT_HEAP,
+        camera: Path | None = None,
         on_line: Callable[[str], None] | None = None,
         restart: bool = True,
         before_boot: Callable[[], None] | None = None,
@@ -61,6 +66,7 @@ class FirmwareProcess:
         self.state_dir = state_dir
         self.board_file = board_file
         self.pair_key = pair_key
+        self.camera = camera
         self.heap = heap
         self.on_line = on_line
         self.restart = restart
@@ -83,6 +89,8 @@ class FirmwareProcess:
             cmd += ["--board-file", str(self.board_file)]
         if self.pair_key:
             cmd += ["--pair-key", self.pair_key.hex()]
+        if self.camera:
+            cmd += ["--camera", str(self.camera)]
         return cmd
 
     def start(self) -> FirmwareProcess:
@@ -150,6 +158,7 @@ class TwinBoard:
         self.firmware = firmware
         self.pn532_wire = pn532_wire
         self.pn532 = pn532  # place(Phone(...)) / remove(): the phone on the reader
+        self.camera: FrameFile | None = None  # publish(frame): what the camera sees
 
     @property
     def port(self) -> str:
@@ -178,6 +187,8 @@ class Twin:
         on_firmware_line: Callable[[int, str], None] | None = None,
         nfc: bool = False,
         pn532_baud: int = 115200,
+        camera: bool = False,
+        qr_hold: float = 5.0,
     ) -> None:
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
@@ -188,11 +199,14 @@ class Twin:
         self.heap = heap
         self.on_firmware_line = on_firmware_line
         self.nfc = nfc
+        self.camera = camera
+        self.qr_hold = qr_hold
         self.pn532_baud = pn532_baud
         self.boards: list[TwinBoard] = []
         self.daemon: Daemon | None = None
         self.insurer: SimulatedInsurer | None = None
         self.nfc_service: NfcService | None = None
+        self.qr: QrPipeline | None = None
         self._ticker_stop = threading.Event()
         self._up = threading.Condition()
         self._up_ports: set[str] = set()
@@ -203,17 +217,12 @@ class Twin:
         # Each simulated board is provisioned as `comptoir flash` would: a key in
         # the board, the same key in the host's list of paired boards.
         self.paired = PairedBoards(self.workdir / "paired")
-        board_file = None
-        if self.nfc:
-            # An NFC reader without a camera (an ESP32 without PSRAM): 512-byte link
-            # frames are plenty and leave the heap to the PN532 driver.
-            board_file = self.workdir / "twin-nfc.json"
-            board_file.write_text(json.dumps({"name": "twin-nfc", "features": ["nfc", "buzzer"],
-                                              "link": {"max_payload": 512}}))
+        board_file = self._board_file()
         for i in range(self.n):
             wire = WireModel(self.baud, self.workdir / "dev", name=f"board{i}", seed=self.seed + i)
             wire.start()
             uarts: dict[str, Path | str] = {"host": wire.path_a}
+            camera_file = self.workdir / f"camera{i}.frame" if self.camera else None
             bauds = {"host": self.baud}
             pn_wire = sim = None
             if self.nfc:
@@ -234,13 +243,26 @@ class Twin:
                 on_line=(lambda line, i=i, cb=cb: cb(i, line)) if cb else None,
                 # A rebooted board's UART starts empty; a pty would keep stale bytes.
                 before_boot=lambda w=wire, p=pn_wire: _flush(w, p),
+                camera=camera_file,
             )
-            self.boards.append(TwinBoard(i, wire, fw, pn_wire, sim))
+            tb = TwinBoard(i, wire, fw, pn_wire, sim)
+            tb.camera = FrameFile(camera_file) if camera_file else None
+            self.boards.append(tb)
         self.daemon = Daemon([b.port for b in self.boards], baud=self.baud,
                              heartbeat_ms=self.heartbeat_ms, paired=self.paired)
         self.daemon.subscribe(self._track_up)
-        if self.nfc:
+        if self.nfc or self.camera:
             self.insurer = SimulatedInsurer(self.workdir / "insurer", seed=self.seed + 1)
+        if self.camera:
+            assert self.insurer is not None
+            daemon = self.daemon
+            self.qr = QrPipeline(self.insurer.verifier, verdict_sender(daemon),
+                                 on_result=lambda port, bid, oid, res: daemon.events.put(
+                                     Presentation(port, bid, oid, "qr", res, time.monotonic())),
+                                 hold=self.qr_hold)
+            daemon.subscribe(self.qr.on_event)
+        if self.nfc:
+            assert self.insurer is not None
             daemon = self.daemon
             self.nfc_service = NfcService(daemon.send, daemon.events.put,
                                           self.insurer.verifier, self.insurer.challenges)
@@ -250,6 +272,26 @@ class Twin:
         for b in self.boards:
             b.firmware.start()
         return self
+
+    def _board_file(self) -> Path | None:
+        if self.camera:
+            # A camera board (ESP32-CAM class) has PSRAM: frames and the camera
+            # driver live there, and MicroPython's heap is megabytes, not 100 KB.
+            self.heap = CAMERA_BOARD_HEAP
+            d = {"name": "twin-camera", "features": ["camera", "buzzer"] + (
+                ["nfc"] if self.nfc else []), "link": {"max_payload": 4096},
+                "camera": {"model": "OV2640", "resolution": "VGA", "format": "jpeg",
+                           "max_fps": 5}}
+        elif self.nfc:
+            # An NFC reader without a camera (an ESP32 without PSRAM): 512-byte link
+            # frames are plenty and leave the heap to the PN532 driver.
+            d = {"name": "twin-nfc", "features": ["nfc", "buzzer"],
+                 "link": {"max_payload": 512}}
+        else:
+            return None
+        path = self.workdir / f"{d['name']}.json"
+        path.write_text(json.dumps(d))
+        return path
 
     def _track_up(self, ev: object) -> None:
         if isinstance(ev, BoardUp):
