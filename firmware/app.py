@@ -76,10 +76,7 @@ class Reader:
         self.link.on_down = self._on_down
         self._rx = bytearray(_RX_CHUNK)
         self._rx_mv = memoryview(self._rx)
-        self._bench_left = 0
-        self._bench_size = 0
-        self._bench_index = 0
-        self._bench_done_owed = False
+        self.bench = None  # the link benchmark, loaded on the host's first request
         self._status_owed = False
         self._next_obj_id = 1
         self._verdict_until = None
@@ -94,7 +91,8 @@ class Reader:
     def _on_up(self, info):
         self.board.output("led_error", 0)
         self.board.output("led_ready", 1)
-        self._bench_left = 0
+        if self.bench:
+            self.bench.cancel()
         if self.nfc:
             self.nfc.on_session()
         if self.fwd:
@@ -107,11 +105,11 @@ class Reader:
 
     def _on_message(self, ftype, payload):
         if ftype == F.BENCH_REQUEST and len(payload) >= 4:
-            self._bench_left = F.u16(payload[0:2])
-            self._bench_size = max(2, min(F.u16(payload[2:4]), self.link.tx_limit))
-            self._bench_index = 0
-            for i in range(2, self._bench_size):
-                self._out[i] = (i * 7 + 1) & 0xFF
+            if self.bench is None:
+                from bench_task import BenchTask
+
+                self.bench = BenchTask(self._out)
+            self.bench.on_request(payload, self.link.tx_limit)
         elif ftype == F.STATUS_REQUEST:
             self._status_owed = True
         elif ftype == F.CHALLENGE and self.nfc:
@@ -191,18 +189,8 @@ class Reader:
             return
         if self.fwd is not None:
             self.fwd.step(link)
-        while self._bench_left and link.can_send():
-            k = self._bench_index
-            self._out[0] = k & 0xFF
-            self._out[1] = (k >> 8) & 0xFF
-            link.send(F.BENCH_DATA, self._out_mv, self._bench_size)
-            self._bench_index += 1
-            self._bench_left -= 1
-            if not self._bench_left:
-                self._bench_done_owed = True
-        if self._bench_done_owed and link.can_send():
-            link.send(F.BENCH_DONE, F.u16_bytes(self._bench_index))
-            self._bench_done_owed = False
+        if self.bench is not None:
+            self.bench.pump(link)
 
     # -------------------------------------------------------------- main loop
     def step(self, wait_ms):

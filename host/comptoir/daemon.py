@@ -50,6 +50,7 @@ class Daemon:
         usb_ids: Iterable[tuple[int, int]] = DEFAULT_USB_IDS,
         accept_hello: Callable[[BoardInfo], tuple[int, str] | None] | None = None,
         paired: PairedBoards | None = None,
+        port_bauds: dict[str, int] | None = None,
     ) -> None:
         self.baud = baud
         self.heartbeat_ms = heartbeat_ms
@@ -57,6 +58,7 @@ class Daemon:
         self._usb_ids = tuple(usb_ids)
         self._accept = accept_hello
         self.paired = paired
+        self.port_bauds = dict(port_bauds or {})  # ports whose line is not at `baud`
         self.events: queue.Queue[Any] = queue.Queue()
         self.connections: dict[str, BoardConnection] = {}
         self.status: dict[str, BoardStatus] = {}
@@ -74,7 +76,7 @@ class Daemon:
         with self._lock:
             if port in self.connections:
                 return self.connections[port]
-            conn = BoardConnection(port, self.events, baud=self.baud,
+            conn = BoardConnection(port, self.events, baud=self.port_bauds.get(port, self.baud),
                                    heartbeat_ms=self.heartbeat_ms, accept_hello=self._accept,
                                    paired=self.paired)
             self.connections[port] = conn

@@ -150,7 +150,11 @@ def test_every_pn532_fault_is_recovered_from(twin_factory):
     for rnd in range(2):
         for fault, kw in FAULTS:
             sim.inject(fault, skip=rnd, **kw)
-            ev = t.tap(wallet, dwell=0.05)
+            try:
+                ev = t.tap(wallet, dwell=0.05)
+            except queue.Empty:
+                raise AssertionError(f"{fault}: no presentation; firmware said: "
+                                     f"{list(tw.boards[0].firmware.lines)[-40:]}") from None
             # Either the tap still gives a verified presentation (the reader
             # retried), or the host got a named error first and then the tap.
             assert isinstance(ev.result, Verified), (fault, ev.result)

@@ -189,7 +189,12 @@ class Twin:
         pn532_baud: int = 115200,
         camera: bool = False,
         qr_hold: float = 5.0,
+        kinds: list[str] | None = None,
+        camera_baud: int | None = None,
     ) -> None:
+        """kinds: per board, "link" (no peripheral), "nfc", "camera" or "camera+nfc";
+        by default every board is what `nfc` and `camera` say. Camera boards run at
+        camera_baud (default: baud)."""
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.n = boards
@@ -198,8 +203,13 @@ class Twin:
         self.seed = seed
         self.heap = heap
         self.on_firmware_line = on_firmware_line
-        self.nfc = nfc
-        self.camera = camera
+        default = "+".join(k for k, on in (("camera", camera), ("nfc", nfc)) if on) or "link"
+        self.kinds = kinds or [default] * boards
+        if len(self.kinds) != boards:
+            raise ValueError("one kind per board")
+        self.nfc = any("nfc" in k for k in self.kinds)
+        self.camera = any("camera" in k for k in self.kinds)
+        self.camera_baud = camera_baud or baud
         self.qr_hold = qr_hold
         self.pn532_baud = pn532_baud
         self.boards: list[TwinBoard] = []
@@ -217,15 +227,18 @@ class Twin:
         # Each simulated board is provisioned as `comptoir flash` would: a key in
         # the board, the same key in the host's list of paired boards.
         self.paired = PairedBoards(self.workdir / "paired")
-        board_file = self._board_file()
-        for i in range(self.n):
-            wire = WireModel(self.baud, self.workdir / "dev", name=f"board{i}", seed=self.seed + i)
+        port_bauds: dict[str, int] = {}
+        for i, kind in enumerate(self.kinds):
+            board_file, heap = self._board_file(kind)
+            baud = self.camera_baud if "camera" in kind else self.baud
+            wire = WireModel(baud, self.workdir / "dev", name=f"board{i}", seed=self.seed + i)
             wire.start()
+            port_bauds[str(wire.path_b)] = baud
             uarts: dict[str, Path | str] = {"host": wire.path_a}
-            camera_file = self.workdir / f"camera{i}.frame" if self.camera else None
-            bauds = {"host": self.baud}
+            camera_file = self.workdir / f"camera{i}.frame" if "camera" in kind else None
+            bauds = {"host": baud}
             pn_wire = sim = None
-            if self.nfc:
+            if "nfc" in kind:
                 # The PN532 on its own serial line (HSU), at its own rate.
                 pn_wire = WireModel(self.pn532_baud, self.workdir / "dev", name=f"pn532-{i}",
                                     seed=self.seed + 1000 + i).start()
@@ -239,7 +252,7 @@ class Twin:
                 fw_dir, uarts, bauds=bauds,
                 board_id=board_id, pair_key=self.paired.add(board_id), board_file=board_file,
                 state_dir=self.workdir / f"state{i}",
-                heap=self.heap,
+                heap=heap,
                 on_line=(lambda line, i=i, cb=cb: cb(i, line)) if cb else None,
                 # A rebooted board's UART starts empty; a pty would keep stale bytes.
                 before_boot=lambda w=wire, p=pn_wire: _flush(w, p),
@@ -249,7 +262,8 @@ class Twin:
             tb.camera = FrameFile(camera_file) if camera_file else None
             self.boards.append(tb)
         self.daemon = Daemon([b.port for b in self.boards], baud=self.baud,
-                             heartbeat_ms=self.heartbeat_ms, paired=self.paired)
+                             heartbeat_ms=self.heartbeat_ms, paired=self.paired,
+                             port_bauds=port_bauds)
         self.daemon.subscribe(self._track_up)
         if self.nfc or self.camera:
             self.insurer = SimulatedInsurer(self.workdir / "insurer", seed=self.seed + 1)
@@ -273,25 +287,29 @@ class Twin:
             b.firmware.start()
         return self
 
-    def _board_file(self) -> Path | None:
-        if self.camera:
+    def _board_file(self, kind: str) -> tuple[Path | None, str]:
+        """The board definition a board of this kind runs, and its heap size."""
+        heap = self.heap
+        if "camera" in kind:
             # A camera board (ESP32-CAM class) has PSRAM: frames and the camera
             # driver live there, and MicroPython's heap is megabytes, not 100 KB.
-            self.heap = CAMERA_BOARD_HEAP
-            d = {"name": "twin-camera", "features": ["camera", "buzzer"] + (
-                ["nfc"] if self.nfc else []), "link": {"max_payload": 4096},
+            heap = CAMERA_BOARD_HEAP
+            d = {"name": "twin-" + kind.replace("+", "-"), "features": ["camera", "buzzer"] + (
+                ["nfc"] if "nfc" in kind else []), "link": {"max_payload": 4096},
                 "camera": {"model": "OV2640", "resolution": "VGA", "format": "jpeg",
                            "max_fps": 5}}
-        elif self.nfc:
+        elif kind == "nfc":
             # An NFC reader without a camera (an ESP32 without PSRAM): 512-byte link
             # frames are plenty and leave the heap to the PN532 driver.
             d = {"name": "twin-nfc", "features": ["nfc", "buzzer"],
                  "link": {"max_payload": 512}}
+        elif kind == "link":
+            return None, heap
         else:
-            return None
+            raise ValueError(f"unknown board kind {kind!r}")
         path = self.workdir / f"{d['name']}.json"
         path.write_text(json.dumps(d))
-        return path
+        return path, heap
 
     def _track_up(self, ev: object) -> None:
         if isinstance(ev, BoardUp):

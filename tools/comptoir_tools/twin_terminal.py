@@ -18,7 +18,12 @@ from typing import Any
 from comptoir import logs
 from comptoir.daemon import parse_status
 from comptoir.events import BoardDown, BoardUp, LinkError, Message, PortLost
+from comptoir.nfc_service import Presentation, TapFailed
+from comptoir.tokens.model import Verified
+from comptoir.tokens.nir import mask_nir
 from comptoir_link import frames as F
+from comptoir_tools.camera_sim import CameraSim
+from comptoir_tools.phone import Phone
 from comptoir_tools.twin import Twin
 
 
@@ -57,25 +62,78 @@ class Terminal:
                      f"sessions {st['sessions']}")
         elif isinstance(ev, Message) and ev.ftype == F.BENCH_DONE:
             self.say(f"{name}: received a burst of large frames intact")
+        elif isinstance(ev, Presentation):
+            how = "NFC tap" if ev.channel == "nfc" else "QR code"
+            r = ev.result
+            if isinstance(r, Verified):
+                ins = r.credential.insured
+                people = [f"{ins.given_names} {ins.family_name[:1]}. (insured, NIR "
+                          f"{mask_nir(ins.nir)})"] + [
+                    f"{b.given_names} (beneficiary {b.rank})" for b in r.credential.beneficiaries]
+                verdict = "ACCEPTED" if len(people) == 1 else "CHOOSE BENEFICIARY"
+                self.say(f"{name}: {how} → {verdict}: " + "; ".join(people))
+                if len(people) > 1:
+                    self.say(f"{name}: the pharmacist serves {people[-1].split(' (')[0]}")
+            else:
+                self.say(f"{name}: {how} → REFUSED ({r.reason.value})")
+        elif isinstance(ev, TapFailed):
+            self.say(f"{name}: tap failed, tap again ({ev.text})")
+
+
+class Patients:
+    """Generated families with activated phones (no real person anywhere)."""
+
+    def __init__(self, twin: Twin) -> None:
+        assert twin.insurer is not None
+        self.wallets = [twin.insurer.activate(twin.insurer.family(500 + k, beneficiaries=k % 3))
+                        for k in range(6)]
+        self.k = 0
+
+    def next(self) -> Any:
+        self.k += 1
+        return self.wallets[self.k % len(self.wallets)]
+
+
+def _tap(board: Any, wallet: Any, term: Terminal) -> None:
+    term.say(f"demo: a patient lays a phone on board{board.index}'s reader")
+    board.pn532.place(Phone(wallet.present_nfc))
+    time.sleep(1.5)
+    board.pn532.remove()
+
+
+def _show_qr(board: Any, wallet: Any, term: Terminal, stop: threading.Event) -> None:
+    term.say(f"demo: a patient shows a QR code to board{board.index}'s camera")
+    text = wallet.present_qr()
+    sim = CameraSim(board.index)
+    for _ in range(12):  # about 2.5 s in view
+        if stop.is_set():
+            break
+        board.camera.publish(sim.frame(text, level=1, pose=0))
+        time.sleep(0.2)
+    board.camera.clear()
 
 
 def _demo(twin: Twin, term: Terminal, stop: threading.Event) -> None:
     assert twin.daemon is not None
-    steps = itertools.cycle(["status", "noise", "status", "burst", "cut", "status", "power"])
-    while not stop.wait(4.0):
+    patients = Patients(twin)
+    nfc = [b for b in twin.boards if b.pn532 is not None]
+    cams = [b for b in twin.boards if b.camera is not None]
+    steps = itertools.cycle(["tap", "qr", "status", "tap", "noise", "qr", "cut", "tap",
+                             "power", "status"])
+    while not stop.wait(3.0):
         step = next(steps)
         board = twin.boards[0] if step in ("cut", "power") else twin.boards[-1]
         name = f"board{board.index}"
-        if step == "status":
+        if step == "tap" and nfc:
+            _tap(nfc[patients.k % len(nfc)], patients.next(), term)
+        elif step == "qr" and cams:
+            _show_qr(cams[0], patients.next(), term, stop)
+        elif step == "status":
             for b in twin.boards:
                 twin.daemon.send(b.port, F.STATUS_REQUEST)
         elif step == "noise":
             term.say(f"demo: injecting 64 bytes of line noise towards the host on {name}")
             board.wire.inject_garbage("a2b", 64)
-        elif step == "burst":
-            term.say(f"demo: {name} sends 4 frames of 4 kB")
-            twin.daemon.send(board.port, F.BENCH_REQUEST, (4).to_bytes(2, "little")
-                             + (4096).to_bytes(2, "little"))
         elif step == "cut":
             term.say(f"demo: cutting {name}'s cable for 6 s")
             board.wire.cut_for(6.0)
@@ -101,14 +159,20 @@ def main(argv: list[str] | None = None) -> int:
         if args.firmware_output or line.startswith("[twin]"):
             term.say(f"board{i} firmware: {line}")
 
+    # Board 0 is an NFC reader on an ESP32 without PSRAM (100 KB heap); the others
+    # are camera boards with a PN532 too (ESP32-CAM class, PSRAM, 921 600 baud).
+    kinds = ["nfc"] + ["camera+nfc"] * (args.boards - 1)
     twin = Twin(args.boards, baud=args.baud, heartbeat_ms=args.heartbeat_ms,
-                on_firmware_line=fw_line)
+                on_firmware_line=fw_line, kinds=kinds, camera_baud=921600)
     term = Terminal(twin)
     # The daemon's JSON-lines log goes to a file; the screen shows the story.
     log_path = twin.workdir / "comptoir.log"
     logs.setup(path=str(log_path))
-    print(f"Comptoir software twin: {args.boards} reader board(s), real firmware on the "
-          f"MicroPython unix port (100 KB heap), {args.baud} baud serial lines, host daemon.")
+    print(f"Comptoir software twin: {args.boards} reader board(s) running the real firmware "
+          "on the MicroPython unix port: board0 an NFC reader (100 KB heap, "
+          f"{args.baud} baud), the others camera + NFC boards (PSRAM, 921 600 baud); "
+          "simulated PN532s, phones and camera; the real host daemon verifying real tokens "
+          "from a test PKI (generated people only).")
     print(f"Daemon log (JSON lines): {log_path}")
     print("Press Ctrl-C to stop." if not args.duration else f"Running for {args.duration:g} s.")
     stop = threading.Event()

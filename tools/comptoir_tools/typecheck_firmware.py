@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STUB_DISTS = ("micropython-esp32-stubs", "micropython-stdlib-stubs")
-UNIX_ONLY = {"board/unix.py", "comptoir_link/cpython_compat.py"}
+UNIX_ONLY = {"board/unix.py", "board/unix_socket.py", "comptoir_link/cpython_compat.py"}
 
 
 def gather_stubs(dest: Path) -> Path:
