@@ -1,0 +1,547 @@
+"""Transactions: one accepted presentation, the one person it serves, and its care sheet.
+
+A transaction is created for each verified presentation. Its people are the credential's
+insured person (person 0) and beneficiaries (1..n, in credential order); exactly one of them is
+chosen, once. Every later step is built from the transaction's own chosen person: a care sheet
+request only carries the person index as a check, and the patient the journal bills is taken
+from the transaction, never from the request. So no request can bill one transaction's patient
+under another's, or another family member under this one.
+
+At rest (SQLite): the presentation's references, the state and the choice in clear; the
+credential (names, NIR, rights) sealed with AES-256-GCM whose associated data is the
+transaction id, so a sealed blob moved to another row does not open. The sealed blob is dropped
+when the retention period of a finished transaction ends; open transactions expire after a TTL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import queue
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import cbor2
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from comptoir.billing import (
+    BillingError,
+    CareSheet,
+    Dispensation,
+    JournalError,
+    LineInput,
+    Nature,
+    PatientRef,
+    TiersPayant,
+    Transaction,
+    persons,
+)
+from comptoir.rights.crypto import load_or_create_key
+from comptoir.tokens import cose
+from comptoir.tokens.model import (
+    Affiliation,
+    AmcContract,
+    Beneficiary,
+    BirthDate,
+    Channel,
+    Credential,
+    Exemption,
+    InsuredPerson,
+    Period,
+    Verified,
+)
+from comptoir.tokens.nir import mask_nir
+
+log = logging.getLogger("comptoir.transactions")
+
+ID_BYTES = 16  # 128 random bits: not guessable, not enumerable
+NONCE_BYTES = 12
+_AAD = b"comptoir-transaction-v1:"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tx (
+    id TEXT PRIMARY KEY,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,          -- unix seconds
+    updated_at REAL NOT NULL,
+    presentation_id TEXT NOT NULL,     -- hex, as the verifier saw it
+    board_id TEXT NOT NULL,
+    port TEXT NOT NULL,
+    channel TEXT NOT NULL,
+    people INTEGER NOT NULL,
+    chosen INTEGER,                    -- person index, NULL until chosen
+    invoice_no INTEGER,
+    finess TEXT,
+    sealed BLOB                        -- AES-GCM(credential); NULL once purged
+);
+CREATE INDEX IF NOT EXISTS tx_state ON tx (state, updated_at);
+"""
+
+
+class State(StrEnum):
+    AWAITING_BENEFICIARY = "awaiting_beneficiary"
+    READY = "ready"
+    DISPENSED = "dispensed"
+    CANCELLED = "cancelled"
+
+
+# --- errors: each carries the API's error code ------------------------------------------------
+
+
+class TransactionError(Exception):
+    code = "transaction_error"
+    status = 400
+
+
+class NotFound(TransactionError):
+    code, status = "unknown_transaction", 404
+
+
+class WrongState(TransactionError):
+    code, status = "wrong_state", 409
+
+
+class PersonMismatch(TransactionError):
+    code, status = "person_mismatch", 409
+
+
+class InvalidPerson(TransactionError):
+    code, status = "invalid_person", 422
+
+
+class InvalidDispensation(TransactionError):
+    code, status = "invalid_dispensation", 422
+
+    def __init__(self, detail: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.fields = fields
+
+
+class Unavailable(TransactionError):
+    """The transaction's personal data is gone (retention) or does not open (wrong key)."""
+
+    code, status = "data_unavailable", 410
+
+
+# --- what readers get ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Someone the credential covers. `index` is stable for the transaction's life."""
+
+    index: int
+    rank: int  # 0 = the insured person, else the beneficiary's rank in the credential
+    quality: int  # 0 insured, 2 spouse, 6 child, 9 other
+    family_name: str = field(repr=False)
+    given_names: str = field(repr=False)
+    birth_date: BirthDate = field(repr=False)
+    ref: PatientRef = field(repr=False)
+
+    @property
+    def masked_nir(self) -> str:
+        return mask_nir(self.ref.insured_nir)
+
+
+@dataclass(frozen=True, slots=True)
+class SheetRef:
+    invoice_no: int
+    finess: str
+    lot: int | None  # None while the lot is open
+    total: int
+    amo: int
+    amc: int
+    patient: int
+    counter: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionView:
+    id: str
+    state: State
+    created_at: float
+    updated_at: float
+    presentation_id: str
+    board_id: str
+    port: str
+    channel: str
+    people: tuple[Person, ...]  # empty once the personal data was purged
+    chosen: int | None
+    sheet: SheetRef | None = None
+
+    @property
+    def chosen_person(self) -> Person | None:
+        return None if self.chosen is None or not self.people else self.people[self.chosen]
+
+
+@dataclass(frozen=True, slots=True)
+class DispenseRequest:
+    """What the dispensing software sends; the patient comes from the transaction."""
+
+    person: int
+    finess: str
+    pharmacist_rpps: str
+    prescriber_rpps: str
+    prescribed_on: dt.date
+    dispensed_on: dt.date
+    lines: tuple[LineInput, ...]
+    tiers_payant: TiersPayant = field(default_factory=TiersPayant)
+    nature: int = Nature.ILLNESS
+
+
+# --- billing runs on its own thread -----------------------------------------------------------
+
+
+class Biller(Protocol):
+    def record(self, d: Dispensation) -> CareSheet: ...
+    def sheet(self, transaction_id: str) -> CareSheet | None: ...
+    def lot_of(self, transaction_id: str) -> int | None: ...
+
+
+class JournalBiller:
+    """The billing journal on one dedicated thread: sqlite3 connections belong to the thread
+    that opened them, and API requests each run on a thread of their own."""
+
+    def __init__(self, path: str | Path, **journal_options: Any) -> None:
+        self._jobs: queue.Queue[tuple[Callable[[Any], Any], Future[Any]] | None] = queue.Queue()
+        ready: Future[None] = Future()
+        self._thread = threading.Thread(target=self._run, args=(path, journal_options, ready),
+                                        name="billing journal", daemon=True)
+        self._thread.start()
+        ready.result()
+
+    def _run(self, path: str | Path, options: dict[str, Any], ready: Future[None]) -> None:
+        from comptoir.billing import Journal
+
+        try:
+            journal = Journal(path, **options)
+        except BaseException as e:
+            ready.set_exception(e)
+            return
+        ready.set_result(None)
+        while (job := self._jobs.get()) is not None:
+            fn, fut = job
+            try:
+                fut.set_result(fn(journal))
+            except BaseException as e:
+                fut.set_exception(e)
+        journal.close()
+
+    def _call(self, fn: Callable[[Any], Any]) -> Any:
+        fut: Future[Any] = Future()
+        self._jobs.put((fn, fut))
+        return fut.result()
+
+    def record(self, d: Dispensation) -> CareSheet:
+        sheet: CareSheet = self._call(lambda j: j.record(d))
+        return sheet
+
+    def sheet(self, transaction_id: str) -> CareSheet | None:
+        found: CareSheet | None = self._call(lambda j: j.sheet(transaction_id))
+        return found
+
+    def lot_of(self, transaction_id: str) -> int | None:
+        # The journal has no reader for this yet: a sheet's `lot` column, NULL while open.
+        row = self._call(lambda j: j.db.execute(
+            "SELECT lot FROM sheet WHERE transaction_id=?", (transaction_id,)).fetchone())
+        return None if row is None or row[0] is None else int(row[0])
+
+    def close(self) -> None:
+        self._jobs.put(None)
+        self._thread.join(timeout=5)
+
+
+# --- sealing ---------------------------------------------------------------------------------
+
+
+class _Sealer:
+    def __init__(self, master: bytes) -> None:
+        # Own derived key: a transaction blob never opens with the rights cache's key.
+        key = HKDF(hashes.SHA256(), 32, salt=None,
+                   info=b"comptoir transactions aes-256-gcm").derive(master)
+        self._aead = AESGCM(key)
+
+    def seal(self, tx_id: str, plaintext: bytes) -> bytes:
+        nonce = os.urandom(NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, plaintext, _AAD + tx_id.encode())
+
+    def open(self, tx_id: str, blob: bytes) -> bytes:
+        return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _AAD + tx_id.encode())
+
+
+def _period(p: Period) -> list[int]:
+    return [p.start.toordinal(), p.end.toordinal()]
+
+
+def _unperiod(v: list[int]) -> Period:
+    return Period(dt.date.fromordinal(v[0]), dt.date.fromordinal(v[1]))
+
+
+def _exemptions(es: tuple[Exemption, ...]) -> list[list[int]]:
+    return [[e.code, *_period(e.period)] for e in es]
+
+
+def _unexemptions(v: list[list[int]]) -> tuple[Exemption, ...]:
+    return tuple(Exemption(e[0], _unperiod(e[1:3])) for e in v)
+
+
+def _encode_verified(v: Verified) -> bytes:
+    """Our own plaintext, not the issuer's claims: it was checked when verified, and re-parsing
+    it as a token later would re-apply checks that depend on the day."""
+    c, ins = v.credential, v.credential.insured
+    return cbor2.dumps([
+        1, str(v.channel), v.issuer, v.presentation_id, v.presented_at, v.counter,
+        [c.credential_id, c.issued_at, c.not_before, c.expires_at, c.activation_generation,
+         c.status_index, cose.encode_key(c.device_key, compressed=True)],
+        [c.affiliation.regime, c.affiliation.caisse, c.affiliation.centre],
+        None if c.amc is None else [c.amc.amc_number, c.amc.contract_type,
+                                    *_period(c.amc.period), c.amc.tiers_payant],
+        [ins.nir, ins.family_name, ins.given_names, ins.birth_date.to_int(),
+         [_period(p) for p in ins.rights], _exemptions(ins.exemptions)],
+        [[b.insured_nir, b.rank, b.birth_date.to_int(), b.birth_rank, b.quality, b.family_name,
+          b.given_names, [_period(p) for p in b.rights], _exemptions(b.exemptions)]
+         for b in c.beneficiaries],
+    ])
+
+
+def _decode_verified(data: bytes) -> Verified:
+    try:
+        fmt, channel, issuer, pid, presented_at, counter, cred, aff, amc, ins, bens = \
+            cbor2.loads(data)
+        if fmt != 1:
+            raise ValueError("unknown sealed format")
+        insured = InsuredPerson(ins[0], ins[1], ins[2], BirthDate.from_int(ins[3]),
+                                tuple(_unperiod(p) for p in ins[4]), _unexemptions(ins[5]))
+        beneficiaries = tuple(
+            Beneficiary(b[0], b[1], BirthDate.from_int(b[2]), b[3], b[4], b[5], b[6],
+                        tuple(_unperiod(p) for p in b[7]), _unexemptions(b[8]))
+            for b in bens)
+        credential = Credential(
+            cred[0], cred[1], cred[2], cred[3], insured, beneficiaries, Affiliation(*aff),
+            None if amc is None else AmcContract(amc[0], amc[1], _unperiod(amc[2:4]), amc[4]),
+            cred[4], cred[5], cose.parse_key(cred[6]))
+        return Verified(Channel(channel), credential, issuer, pid, presented_at, counter)
+    except ValueError:
+        raise
+    except Exception as e:  # our own authenticated plaintext: any shape error is corruption
+        raise ValueError(f"sealed transaction undecodable: {type(e).__name__}") from None
+
+
+def people_of(v: Verified) -> tuple[Person, ...]:
+    """The credential's people in a fixed order: the insured person, then beneficiaries."""
+    names = [(v.insured.family_name, v.insured.given_names)]
+    names += [(b.family_name, b.given_names) for b in v.beneficiaries]
+    return tuple(
+        Person(i, p.rank, p.quality, fam, given, p.birth, p.ref)
+        for i, (p, (fam, given)) in enumerate(zip(persons(v.credential), names, strict=True))
+    )
+
+
+# --- the store -------------------------------------------------------------------------------
+
+
+class TransactionStore:
+    def __init__(
+        self,
+        path: str | Path,
+        key: bytes | str | Path,
+        biller: Biller | None = None,
+        *,
+        open_ttl_s: float = 30 * 60,
+        retention_s: float = 24 * 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        master = key if isinstance(key, bytes) else load_or_create_key(key)
+        self._sealer = _Sealer(master)
+        self.biller = biller
+        self.open_ttl_s = open_ttl_s
+        self.retention_s = retention_s
+        self.clock = clock
+        self._lock = threading.RLock()
+        self._live: dict[str, Verified] = {}  # decrypted credentials of open transactions
+        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                  timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    # --- writing ---------------------------------------------------------------------------
+
+    def create(self, v: Verified, *, board_id: str = "", port: str = "",
+               channel: str | None = None) -> TransactionView:
+        """A new transaction for an accepted presentation. With nobody but the insured person
+        on the credential, that person is chosen at once (there is nothing to choose)."""
+        if not isinstance(v, Verified):
+            raise TypeError("only a verified presentation opens a transaction")
+        tx_id = secrets.token_hex(ID_BYTES)
+        people = people_of(v)
+        single = len(people) == 1
+        now = self.clock()
+        state = State.READY if single else State.AWAITING_BENEFICIARY
+        sealed = self._sealer.seal(tx_id, _encode_verified(v))
+        with self._lock:
+            self.db.execute(
+                "INSERT INTO tx (id, state, created_at, updated_at, presentation_id, board_id, "
+                "port, channel, people, chosen, sealed) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (tx_id, state, now, now, v.presentation_id.hex(), board_id, port,
+                 channel or str(v.channel), len(people), 0 if single else None, sealed))
+            self._live[tx_id] = v
+        log.info("transaction opened", extra={"transaction": tx_id, "people": len(people),
+                                              "state": str(state), "port": port})
+        return self.get(tx_id)
+
+    def choose(self, tx_id: str, person: object) -> TransactionView:
+        """Bind the transaction to one of its people. Allowed once."""
+        with self._lock:
+            row = self._row(tx_id)
+            if row["state"] != State.AWAITING_BENEFICIARY:
+                raise WrongState(f"transaction is {row['state']}: the beneficiary can be chosen "
+                                 "only once, while awaiting_beneficiary")
+            if not isinstance(person, int) or isinstance(person, bool) \
+                    or not 0 <= person < row["people"]:
+                raise InvalidPerson(f"person must be an integer from 0 to {row['people'] - 1}")
+            cur = self.db.execute(
+                "UPDATE tx SET state=?, chosen=?, updated_at=? WHERE id=? AND state=?",
+                (State.READY, person, self.clock(), tx_id, State.AWAITING_BENEFICIARY))
+            assert cur.rowcount == 1
+        log.info("beneficiary chosen", extra={"transaction": tx_id, "person": person})
+        return self.get(tx_id)
+
+    def cancel(self, tx_id: str) -> TransactionView:
+        with self._lock:
+            row = self._row(tx_id)
+            if row["state"] not in (State.AWAITING_BENEFICIARY, State.READY):
+                raise WrongState(f"transaction is {row['state']}: only an open one is cancelled")
+            self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
+                            (State.CANCELLED, self.clock(), tx_id))
+            self._live.pop(tx_id, None)
+        log.info("transaction cancelled", extra={"transaction": tx_id})
+        return self.get(tx_id)
+
+    def dispense(self, tx_id: str, req: DispenseRequest) -> TransactionView:
+        """Record the care sheet of the transaction's chosen person. `req.person` must name
+        that person: a request meant for someone else is refused, whatever its content."""
+        if self.biller is None:
+            raise RuntimeError("this store has no billing journal")
+        with self._lock:
+            row = self._row(tx_id)
+            if row["state"] != State.READY:
+                raise WrongState(f"transaction is {row['state']}: a care sheet needs state ready")
+            if req.person != row["chosen"]:
+                raise PersonMismatch(f"the transaction is bound to person {row['chosen']}, "
+                                     f"not {req.person}")
+            v = self._verified(tx_id, row)
+            patient = people_of(v)[row["chosen"]]
+            d = Dispensation(
+                transaction=Transaction(tx_id, v, patient.ref), finess=req.finess,
+                pharmacist_rpps=req.pharmacist_rpps, prescriber_rpps=req.prescriber_rpps,
+                prescribed_on=req.prescribed_on, dispensed_on=req.dispensed_on,
+                lines=tuple(req.lines), tiers_payant=req.tiers_payant, nature=req.nature)
+            try:
+                sheet = self.biller.record(d)
+            except BillingError as e:
+                raise InvalidDispensation(str(e), e.fields) from None
+            except JournalError as e:
+                raise WrongState(str(e)) from None
+            # Belt and braces: the journal must have billed exactly the bound person.
+            if (sheet.transaction_id, sheet.insured_nir, sheet.birth_date, sheet.birth_rank) != (
+                    tx_id, patient.ref.insured_nir, patient.ref.birth_date,
+                    patient.ref.birth_rank):
+                raise RuntimeError(f"care sheet of {tx_id} does not name its own patient")
+            self.db.execute(
+                "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=? WHERE id=?",
+                (State.DISPENSED, sheet.invoice_no, sheet.finess, self.clock(), tx_id))
+            self._live.pop(tx_id, None)
+        log.info("care sheet recorded", extra={"transaction": tx_id,
+                                               "invoice": sheet.invoice_no})
+        return self.get(tx_id)
+
+    def purge(self) -> tuple[int, int]:
+        """Cancel open transactions older than the TTL; drop the personal data of finished ones
+        past retention. Returns (expired, purged)."""
+        now = self.clock()
+        with self._lock:
+            expired = [r[0] for r in self.db.execute(
+                "SELECT id FROM tx WHERE state IN (?, ?) AND updated_at <= ?",
+                (State.AWAITING_BENEFICIARY, State.READY, now - self.open_ttl_s))]
+            for tx_id in expired:
+                self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
+                                (State.CANCELLED, now, tx_id))
+                self._live.pop(tx_id, None)
+            cur = self.db.execute(
+                "UPDATE tx SET sealed=NULL WHERE state IN (?, ?) AND sealed IS NOT NULL "
+                "AND updated_at <= ?", (State.DISPENSED, State.CANCELLED, now - self.retention_s))
+        return len(expired), cur.rowcount
+
+    # --- reading ---------------------------------------------------------------------------
+
+    def get(self, tx_id: str) -> TransactionView:
+        with self._lock:
+            row = self._row(tx_id)
+            people: tuple[Person, ...] = ()
+            if row["sealed"] is not None:
+                people = people_of(self._verified(tx_id, row))
+            sheet = None
+            if row["invoice_no"] is not None and self.biller is not None:
+                sheet = self._sheet_ref(tx_id, row)
+        return TransactionView(
+            tx_id, State(row["state"]), row["created_at"], row["updated_at"],
+            row["presentation_id"], row["board_id"], row["port"], row["channel"], people,
+            row["chosen"], sheet)
+
+    def ids(self) -> list[str]:
+        with self._lock:
+            return [r[0] for r in self.db.execute("SELECT id FROM tx ORDER BY created_at")]
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            got = dict(self.db.execute("SELECT state, COUNT(*) FROM tx GROUP BY state").fetchall())
+        return {s.value: int(got.get(s.value, 0)) for s in State}
+
+    def _row(self, tx_id: object) -> dict[str, Any]:
+        if not isinstance(tx_id, str) or len(tx_id) != 2 * ID_BYTES:
+            raise NotFound("no such transaction")
+        cur = self.db.execute("SELECT * FROM tx WHERE id=?", (tx_id,))
+        row = cur.fetchone()
+        if row is None:
+            raise NotFound("no such transaction")
+        return dict(zip((c[0] for c in cur.description), row, strict=True))
+
+    def _verified(self, tx_id: str, row: dict[str, Any]) -> Verified:
+        v = self._live.get(tx_id)
+        if v is not None:
+            return v
+        if row["sealed"] is None:
+            raise Unavailable("the transaction's personal data was purged (retention)")
+        try:
+            v = _decode_verified(self._sealer.open(tx_id, row["sealed"]))
+        except (InvalidTag, ValueError) as e:
+            raise Unavailable(f"the transaction's data does not open ({type(e).__name__})") \
+                from None
+        if row["state"] in (State.AWAITING_BENEFICIARY, State.READY):
+            self._live[tx_id] = v  # reloaded after a restart: keep it while open
+        return v
+
+    def _sheet_ref(self, tx_id: str, row: dict[str, Any]) -> SheetRef | None:
+        assert self.biller is not None
+        full = self.biller.sheet(tx_id)
+        lot = self.biller.lot_of(tx_id)
+        if full is None:
+            return SheetRef(row["invoice_no"], row["finess"], lot, 0, 0, 0, 0, 0)
+        return SheetRef(full.invoice_no, full.finess, lot, full.total, full.amo, full.amc,
+                        full.patient, full.counter)
