@@ -1,0 +1,219 @@
+"""comptoir.toml: every setting with its default, checked at load with errors naming the key.
+
+Unknown keys are errors (a misspelt key silently falling back to its default is how a pharmacy
+ends up with the API on the wrong port). Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from comptoir.discovery import DEFAULT_USB_IDS, parse_usb_id
+
+
+class ConfigError(ValueError):
+    """A bad setting; the message starts with the key, e.g. `api.port: ...`."""
+
+
+@dataclass(frozen=True, slots=True)
+class BoardsConfig:
+    ports: tuple[str, ...] = ()  # explicit ports (e.g. /dev/comptoir-<serial>); may be empty
+    discover: bool = True  # also find boards by USB id
+    usb_ids: tuple[tuple[int, int], ...] = DEFAULT_USB_IDS
+    baud: int = 115200
+    heartbeat_ms: int = 1000
+    pairing_dir: Path = Path("/etc/comptoir/boards")
+    require_pairing: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PathsConfig:
+    data_dir: Path = Path("/var/lib/comptoir")  # databases (transactions, billing, rights)
+    keys_dir: Path = Path("/var/lib/comptoir/keys")  # 0600 key files
+    log_file: Path | None = None  # None: standard error (journald under systemd)
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiConfig:
+    enabled: bool = True
+    host: str = "127.0.0.1"  # loopback only: 127.0.0.0/8 or ::1
+    port: int = 8765
+    token_file: Path = Path("/var/lib/comptoir/api-token")
+    metrics_auth: bool = False  # /metrics holds no personal data; scrapers are local
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    fresh_for_s: int = 24 * 3600
+    offline_max_age_s: int = 7 * 24 * 3600
+    credential_max_age_s: int = 90 * 24 * 3600
+    timezone: str = "Europe/Paris"
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionsConfig:
+    open_ttl_s: int = 30 * 60  # an open transaction nobody finished is cancelled after this
+    retention_s: int = 24 * 3600  # then the personal data of a finished one is dropped
+
+
+@dataclass(frozen=True, slots=True)
+class BillingConfig:
+    lot_size: int = 1000
+    lot_max_age_s: int = 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    boards: BoardsConfig = field(default_factory=BoardsConfig)
+    paths: PathsConfig = field(default_factory=PathsConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    cache: CacheConfig = field(default_factory=CacheConfig)
+    transactions: TransactionsConfig = field(default_factory=TransactionsConfig)
+    billing: BillingConfig = field(default_factory=BillingConfig)
+
+    # Where each store lives, derived from the paths section.
+    @property
+    def transactions_db(self) -> Path:
+        return self.paths.data_dir / "transactions.db"
+
+    @property
+    def billing_db(self) -> Path:
+        return self.paths.data_dir / "billing.db"
+
+    @property
+    def rights_db(self) -> Path:
+        return self.paths.data_dir / "rights.db"
+
+    @property
+    def transactions_key(self) -> Path:
+        return self.paths.keys_dir / "transactions.key"
+
+    @property
+    def rights_key(self) -> Path:
+        return self.paths.keys_dir / "rights.key"
+
+
+_LEVELS = ("debug", "info", "warning", "error")
+# (low, high) for integer settings.
+_RANGES: dict[str, tuple[int, int]] = {
+    "boards.baud": (1200, 4_000_000),
+    "boards.heartbeat_ms": (100, 60_000),
+    "api.port": (0, 65535),  # 0: any free port (tests)
+    "cache.fresh_for_s": (0, 10**9),
+    "cache.offline_max_age_s": (0, 10**9),
+    "cache.credential_max_age_s": (0, 10**9),
+    "transactions.open_ttl_s": (10, 7 * 24 * 3600),
+    "transactions.retention_s": (0, 366 * 24 * 3600),
+    "billing.lot_size": (1, 10_000),
+    "billing.lot_max_age_s": (60, 31 * 24 * 3600),
+}
+
+
+def _convert(key: str, default: Any, value: Any, base: Path) -> Any:
+    """`value` from TOML as the type of the setting's default."""
+    if key == "boards.usb_ids":
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: must be a list of \"VID:PID\" strings")
+        try:
+            return tuple(parse_usb_id(v) for v in value)
+        except (ValueError, TypeError, AttributeError):
+            raise ConfigError(f"{key}: each entry must be \"VID:PID\" in hex, "
+                              "e.g. \"10c4:ea60\"") from None
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: must be true or false")
+        return value
+    if isinstance(default, int):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key}: must be an integer")
+        low, high = _RANGES.get(key, (0, 2**31))
+        if not low <= value <= high:
+            raise ConfigError(f"{key}: must be from {low} to {high}, not {value}")
+        return value
+    if isinstance(default, tuple):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key}: must be a list of strings")
+        return tuple(value)
+    if isinstance(default, Path) or key == "paths.log_file":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key}: must be a non-empty path")
+        p = Path(value)
+        return p if p.is_absolute() else (base / p)
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: must be a string")
+    return value
+
+
+def _check(cfg: Config) -> None:
+    if cfg.log.level not in _LEVELS:
+        raise ConfigError(f"log.level: must be one of {', '.join(_LEVELS)}")
+    try:
+        loopback = ipaddress.ip_address(cfg.api.host).is_loopback
+    except ValueError:
+        raise ConfigError(f"api.host: must be a loopback IP address (127.0.0.1 or ::1), "
+                          f"not {cfg.api.host!r}") from None
+    if not loopback:
+        raise ConfigError(f"api.host: {cfg.api.host} is not loopback; the API serves personal "
+                          "data and listens on 127.0.0.1 or ::1 only")
+    c = cfg.cache
+    if not c.fresh_for_s <= c.offline_max_age_s:
+        raise ConfigError("cache.fresh_for_s: must not exceed cache.offline_max_age_s")
+    if not c.fresh_for_s <= c.credential_max_age_s:
+        raise ConfigError("cache.fresh_for_s: must not exceed cache.credential_max_age_s")
+    try:
+        import zoneinfo
+
+        zoneinfo.ZoneInfo(c.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"cache.timezone: unknown time zone {c.timezone!r}") from None
+    if not cfg.boards.discover and not cfg.boards.ports:
+        raise ConfigError("boards.ports: empty while boards.discover is false: no board to serve")
+
+
+def from_dict(data: dict[str, Any], base: Path = Path(".")) -> Config:
+    sections: dict[str, Any] = {}
+    known = {f.name: f for f in fields(Config)}
+    for name, table in data.items():
+        if name not in known:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(known)})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{name}: must be a table ([{name}])")
+        default = known[name].default_factory()  # type: ignore[misc]
+        options = {f.name: f for f in fields(default)}
+        values: dict[str, Any] = {}
+        for key, value in table.items():
+            if key not in options:
+                raise ConfigError(f"{name}.{key}: unknown setting "
+                                  f"(known: {', '.join(options)})")
+            values[key] = _convert(f"{name}.{key}", getattr(default, key), value, base)
+        sections[name] = type(default)(**values)
+    cfg = Config(**sections)
+    _check(cfg)
+    return cfg
+
+
+def load(path: str | Path | None) -> Config:
+    """The configuration in `path` over the defaults (None: the defaults alone)."""
+    if path is None:
+        cfg = Config()
+        _check(cfg)
+        return cfg
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML ({e})") from None
+    return from_dict(data, path.parent.resolve())
