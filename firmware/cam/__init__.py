@@ -40,6 +40,28 @@ def take_option(argv):
     return rest, source
 
 
+def settings(spec):
+    """(resolution, grayscale?, JPEG quality in percent) from a camera object.
+
+    Board definitions use the schema's keys ("frame_size": "vga", "pixel_format":
+    "jpeg"|"grayscale", "jpeg_quality": 4..63, esp32-camera's scale where lower is
+    better); the twin's short form uses "resolution", "format", "quality" (percent).
+    """
+    res = spec.get("resolution") or spec.get("frame_size", "vga")
+    res = res.upper()
+    if res not in SIZES:
+        raise ValueError("camera resolution %r not in %r" % (res, tuple(SIZES)))
+    fmt = spec.get("format") or spec.get("pixel_format", "jpeg")
+    gray = fmt in ("gray", "grayscale")
+    if "quality" in spec:
+        quality = spec["quality"]
+    elif "jpeg_quality" in spec:
+        quality = 100 - (spec["jpeg_quality"] * 100) // 63
+    else:
+        quality = 85
+    return res, gray, quality
+
+
 def spec_of(board):
     spec = board.definition.get("camera")
     if spec is None and "camera" in board.definition.get("features", ()):

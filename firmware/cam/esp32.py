@@ -5,26 +5,25 @@
 # file imports it.
 import camera as hw  # type: ignore  # the C module, absent from stock firmware
 
-from cam import KIND_GRAY, KIND_JPEG, SIZES
+from cam import KIND_GRAY, KIND_JPEG, SIZES, settings
 
-# Board-definition names -> the module's constants.
-_PIN_ARGS = ("data_pins", "pclk_pin", "vsync_pin", "href_pin", "sda_pin", "scl_pin",
-             "xclk_pin", "xclk_freq", "powerdown_pin", "reset_pin")
+# Board definitions (boards/*.json, the schema's "camera" object) name pins as
+# the camera connector does; the C module wants its own keyword names.
+_PIN_KW = (("pclk", "pclk_pin"), ("vsync", "vsync_pin"), ("href", "href_pin"),
+           ("sda", "sda_pin"), ("scl", "scl_pin"), ("xclk", "xclk_pin"),
+           ("pwdn", "powerdown_pin"), ("reset", "reset_pin"))
 
 
 class Esp32Camera:
     def __init__(self, spec):
-        res = spec.get("resolution", "QVGA")
-        if res not in SIZES:
-            raise ValueError("camera resolution %r not in %r" % (res, tuple(SIZES)))
-        gray = spec.get("format", "jpeg") == "gray"
+        res, gray, quality = settings(spec)
         self.kind = KIND_GRAY if gray else KIND_JPEG
         self.width, self.height = SIZES[res]
         fb_count = spec.get("fb_count", 1)
         kw = {
             "pixel_format": hw.PixelFormat.GRAYSCALE if gray else hw.PixelFormat.JPEG,
             "frame_size": getattr(hw.FrameSize, res),
-            "jpeg_quality": spec.get("quality", 85),  # percent: higher is better
+            "jpeg_quality": quality,  # percent: higher is better
             "fb_count": fb_count,
             # LATEST needs two buffers; with one, WHEN_EMPTY (the frame may be one
             # period old, which a QR read does not mind).
@@ -32,9 +31,13 @@ class Esp32Camera:
         }
         # A generic firmware image needs the pins; a board image has them built in.
         pins = spec.get("pins", {})
-        for name in _PIN_ARGS:
-            if name in pins:
-                kw[name] = pins[name]
+        if "d0" in pins:
+            kw["data_pins"] = [pins["d%d" % i] for i in range(8)]
+        for name, arg in _PIN_KW:
+            if name in pins and pins[name] >= 0:
+                kw[arg] = pins[name]
+        if "xclk_hz" in spec:
+            kw["xclk_freq"] = spec["xclk_hz"]
         self._hw = hw.Camera(**kw)
         self._mv = None
 

@@ -9,10 +9,14 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Refused, Verified
 from comptoir.tokens.reasons import Reason
+from comptoir_tools.boards import list_boards, load
 from comptoir_tools.camera_sim import CameraSim
+from comptoir_tools.phone import Phone
 
 
 class Screen:
@@ -71,4 +75,29 @@ def test_qr_shown_verified_once_verdict_on_board_and_screenshot_refused(twin_fac
         time.sleep(0.05)
     assert any(Reason.REPLAYED.value in line for line in board.firmware.lines
                if line.startswith("SHOW"))
+    assert board.firmware.exits == []
+
+
+@pytest.mark.parametrize("name", list_boards())
+def test_each_board_definition_taps_and_scans_in_the_twin(twin_factory, name):
+    """Every board file runs in the twin: a tap on its PN532 (whatever its bus,
+    simulated over HSU) and, on camera boards, a QR scan."""
+    definition = load(name).definition
+    tw, _log = twin_factory(1, kinds=[f"board:{name}"], camera_baud=921600, baud=115200)
+    board = tw.boards[0]
+    q: queue.Queue[Presentation] = queue.Queue()
+    tw.daemon.subscribe(lambda ev: q.put(ev) if isinstance(ev, Presentation) else None)
+    fam = tw.insurer.family(31, beneficiaries=1)
+    wallet = tw.insurer.activate(fam)
+    if "pn532" in definition:
+        board.pn532.place(Phone(wallet.present_nfc))
+        ev = q.get(timeout=20)
+        board.pn532.remove()
+        assert ev.channel == "nfc" and isinstance(ev.result, Verified), ev.result
+        assert ev.result.credential.insured.nir == fam.insured.nir
+        time.sleep(0.5)
+    if "camera" in definition:
+        with Screen(board, wallet.present_qr(), seed=5, pose=1):
+            ev = q.get(timeout=30)
+        assert ev.channel == "qr" and isinstance(ev.result, Verified), ev.result
     assert board.firmware.exits == []

@@ -28,6 +28,7 @@ from comptoir.nfc_service import NfcService, Presentation
 from comptoir.pairing import PairedBoards
 from comptoir.qr import QrPipeline
 from comptoir.verdicts import verdict_sender
+from comptoir_tools import boards
 from comptoir_tools.camera_sim import FrameFile
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.insurer import SimulatedInsurer
@@ -165,6 +166,16 @@ class TwinBoard:
         return str(self.wire.path_b)
 
 
+def _kind_of(kind: str) -> str:
+    """"board:NAME" -> "<features>@NAME", so `"nfc" in kind` works for every kind."""
+    if not kind.startswith("board:"):
+        return kind
+    name = kind[6:]
+    d = boards.load(name).definition
+    feats = [f for f, on in (("camera", "camera" in d), ("nfc", "pn532" in d)) if on]
+    return "+".join(feats or ["link"]) + "@" + name
+
+
 def _flush(*wires: WireModel | None) -> None:
     # A rebooted board's UARTs start empty; a pty would keep stale bytes.
     for w in wires:
@@ -192,9 +203,11 @@ class Twin:
         kinds: list[str] | None = None,
         camera_baud: int | None = None,
     ) -> None:
-        """kinds: per board, "link" (no peripheral), "nfc", "camera" or "camera+nfc";
-        by default every board is what `nfc` and `camera` say. Camera boards run at
-        camera_baud (default: baud)."""
+        """kinds: per board, "link" (no peripheral), "nfc", "camera", "camera+nfc",
+        or "board:NAME" to run a definition from boards/ (its PN532 and camera
+        simulated, its heap 100 KB without PSRAM, 2 MB with); by default every
+        board is what `nfc` and `camera` say. Camera boards run at camera_baud
+        (default: baud)."""
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.n = boards
@@ -207,6 +220,7 @@ class Twin:
         self.kinds = kinds or [default] * boards
         if len(self.kinds) != boards:
             raise ValueError("one kind per board")
+        self.kinds = [_kind_of(k) for k in self.kinds]
         self.nfc = any("nfc" in k for k in self.kinds)
         self.camera = any("camera" in k for k in self.kinds)
         self.camera_baud = camera_baud or baud
@@ -290,6 +304,13 @@ class Twin:
     def _board_file(self, kind: str) -> tuple[Path | None, str]:
         """The board definition a board of this kind runs, and its heap size."""
         heap = self.heap
+        if "@" in kind:
+            # A board from boards/: deployed as `comptoir flash` would (slimmed).
+            board = boards.load(kind.split("@", 1)[1])
+            path = self.workdir / f"{board.name}.json"
+            path.write_text(json.dumps(board.device_definition()))
+            psram = board.definition.get("module", {}).get("psram", "none") != "none"
+            return path, CAMERA_BOARD_HEAP if psram else DEFAULT_HEAP
         if "camera" in kind:
             # A camera board (ESP32-CAM class) has PSRAM: frames and the camera
             # driver live there, and MicroPython's heap is megabytes, not 100 KB.

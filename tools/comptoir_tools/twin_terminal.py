@@ -35,6 +35,7 @@ class Terminal:
         self._lock = threading.Lock()
         self.names = {b.port: f"board{b.index}" for b in twin.boards}
         self.quiet = False
+        self.presented = threading.Event()  # a verdict came back (the demo waits for it)
 
     def say(self, text: str) -> None:
         if self.quiet:
@@ -63,6 +64,7 @@ class Terminal:
         elif isinstance(ev, Message) and ev.ftype == F.BENCH_DONE:
             self.say(f"{name}: received a burst of large frames intact")
         elif isinstance(ev, Presentation):
+            self.presented.set()
             how = "NFC tap" if ev.channel == "nfc" else "QR code"
             r = ev.result
             if isinstance(r, Verified):
@@ -105,11 +107,13 @@ def _show_qr(board: Any, wallet: Any, term: Terminal, stop: threading.Event) -> 
     term.say(f"demo: a patient shows a QR code to board{board.index}'s camera")
     text = wallet.present_qr()
     sim = CameraSim(board.index)
-    for _ in range(12):  # about 2.5 s in view
-        if stop.is_set():
+    term.presented.clear()
+    for _ in range(50):  # in view until the verdict, 10 s at most
+        if stop.is_set() or term.presented.is_set():
             break
         board.camera.publish(sim.frame(text, level=1, pose=0))
         time.sleep(0.2)
+    time.sleep(0.5)
     board.camera.clear()
 
 
