@@ -12,11 +12,21 @@ Order (each step refuses with its own reason; nothing is believed before it is a
  7. times with the bounded clock skew; status list
  8. NFC: the challenge is consumed (unknown, expired or reused: refused)
  9. commit, atomically: activation generation, QR replay cache (by cti), counter increasing
+
+Steps 4-5 depend only on the credential's bytes, the current trust list and (for "birth date
+not in the future") the day; a phone presents the same credential bytes many times. So their
+result is memoised per Verifier, keyed by the credential bytes themselves (dict equality: never
+a digest, so only byte-identical credentials hit), and used only while the same trust-list
+object is installed and the day has not gone back. Everything that depends on the presentation
+or on the moment (trust-list expiry, device signature, times, status list, challenge, replay,
+counter, activation generation) is checked on every presentation. Only credentials that passed
+steps 4-5 are stored, so hostile input cannot fill the cache.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,7 +39,7 @@ from .nir import mask_nir
 from .reasons import Reason, TokenError
 from .replay import VerifierState, replay_key
 from .status import INVALID, SUSPENDED, VALID, StatusLists
-from .trust import ROLE_ISSUE_CREDENTIALS, Certificate, TrustStore
+from .trust import ROLE_ISSUE_CREDENTIALS, Certificate, TrustList, TrustStore
 
 log = logging.getLogger("comptoir.tokens")
 
@@ -54,6 +64,17 @@ CREDENTIAL_CLAIMS_LIMITS = CborLimits(
     max_bytes=MAX_PRESENTATION_BYTES, max_depth=6, max_items=700, max_container=16
 )
 _CREDENTIAL_HEADERS = frozenset((cose.HDR_ALG, cose.HDR_KID))
+CREDENTIAL_CACHE_SIZE = 1024  # checked credentials kept per Verifier (a few KiB each)
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckedCredential:
+    """Steps 4-5 passed for these credential bytes under `trust_list`, on UTC day `day`."""
+
+    trust_list: TrustList
+    issuer: Certificate
+    credential: Credential
+    day: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,13 +123,21 @@ class Verifier:
         challenges: ChallengeRegistry,
         policy: Policy | None = None,
         clock: Callable[[], float] = time.time,
+        *,
+        credential_cache: int = CREDENTIAL_CACHE_SIZE,
     ) -> None:
+        """`credential_cache`: how many checked credentials to remember (0: none)."""
         self.trust = trust
         self.status = status
         self.state = state
         self.challenges = challenges
         self.policy = policy or Policy()
         self._clock = clock
+        self._cache_size = credential_cache
+        self._cache: dict[bytes, _CheckedCredential] = {}
+        self._cache_lock = threading.Lock()
+        self.cache_hits = 0  # presentations whose credential checks came from the cache
+        self.cache_misses = 0  # ... and those that checked the issuer signature and claims
 
     def verify_qr(self, text: str | bytes, *, now: int | None = None) -> Result:
         now = int(self._clock()) if now is None else now
@@ -159,13 +188,7 @@ class Verifier:
         if channel is Channel.NFC and challenge is None:
             raise TokenError(Reason.CHALLENGE_MISSING)
 
-        cred_sign1 = cose.parse_sign1(cred_bytes, CREDENTIAL_LIMITS, _CREDENTIAL_HEADERS)
-        trust_list, warnings = self.trust.check(now)
-        issuer = self._issuer(cred_sign1, trust_list.by_kid, trust_list.rejected_kids)
-        cred_claims = cbor_safe.decode(cred_sign1.payload, CREDENTIAL_CLAIMS_LIMITS)
-        cred = claims.parse_credential(cred_claims, now)
-        if not issuer.not_before <= cred.issued_at or cred.expires_at > issuer.not_after:
-            raise TokenError(Reason.ISSUER_CERT_VALIDITY)
+        issuer, cred, warnings = self._credential(bytes(cred_bytes), now)
 
         if not cose.verify(pres, cred.device_key):
             raise TokenError(Reason.PRESENTATION_SIGNATURE_INVALID)
@@ -210,6 +233,46 @@ class Verifier:
             counter=counter,
             warnings=warnings,
         )
+
+    def _credential(
+        self, cred_bytes: bytes, now: int
+    ) -> tuple[Certificate, Credential, tuple[str, ...]]:
+        """Steps 4-5: the issuer certificate and the checked credential, with the trust-list
+        warnings. Served from the cache only for byte-identical credential bytes checked under
+        the trust list installed now, on this day or an earlier one."""
+        day = now // 86400  # the UTC day parse_credential checks birth dates against
+        entry = self._cache.get(cred_bytes) if self._cache_size else None
+        if entry is None:
+            # Malformed envelopes are refused before the trust list is looked at, as always.
+            cred_sign1 = cose.parse_sign1(cred_bytes, CREDENTIAL_LIMITS, _CREDENTIAL_HEADERS)
+        trust_list, warnings = self.trust.check(now)
+        if entry is not None:
+            if entry.trust_list is trust_list and entry.day <= day:
+                self.cache_hits += 1
+                return entry.issuer, entry.credential, warnings
+            # Same bytes, accepted before: parsing the envelope again gives the same result.
+            cred_sign1 = cose.parse_sign1(cred_bytes, CREDENTIAL_LIMITS, _CREDENTIAL_HEADERS)
+        self.cache_misses += 1
+        issuer = self._issuer(cred_sign1, trust_list.by_kid, trust_list.rejected_kids)
+        cred_claims = cbor_safe.decode(cred_sign1.payload, CREDENTIAL_CLAIMS_LIMITS)
+        cred = claims.parse_credential(cred_claims, now)
+        if not issuer.not_before <= cred.issued_at or cred.expires_at > issuer.not_after:
+            raise TokenError(Reason.ISSUER_CERT_VALIDITY)
+        if self._cache_size:
+            self._remember(cred_bytes, _CheckedCredential(trust_list, issuer, cred, day))
+        return issuer, cred, warnings
+
+    def _remember(self, cred_bytes: bytes, entry: _CheckedCredential) -> None:
+        cache = self._cache
+        with self._cache_lock:
+            cache.pop(cred_bytes, None)
+            while len(cache) >= self._cache_size:
+                del cache[next(iter(cache))]  # the oldest entry
+            cache[cred_bytes] = entry
+
+    def clear_credential_cache(self) -> None:
+        with self._cache_lock:
+            self._cache.clear()
 
     @staticmethod
     def _issuer(
