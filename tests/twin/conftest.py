@@ -1,49 +1,16 @@
-"""Fixtures for twin tests: the real firmware on MicroPython, the wire model, the daemon."""
+"""Fixtures for twin tests: the real firmware on MicroPython, the wire model, the daemon.
+Events are kept by the bench's EventLog (comptoir_tools.hil): the same tests read
+them on the twin and on a real board."""
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
+from comptoir_tools.hil import EventLog
 from comptoir_tools.twin import Twin
-
-
-class EventLog:
-    """Every daemon event, with a way to wait for one."""
-
-    def __init__(self) -> None:
-        self.events: list[Any] = []
-        self._cv = threading.Condition()
-
-    def __call__(self, ev: Any) -> None:
-        with self._cv:
-            self.events.append(ev)
-            self._cv.notify_all()
-
-    def wait_for(self, pred: Callable[[Any], bool], timeout: float = 10.0, after: int = 0) -> Any:
-        deadline = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for ev in self.events[after:]:
-                    if pred(ev):
-                        return ev
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    recent = self.events[after:][-15:]
-                    raise AssertionError(f"no matching event in {timeout} s; got {recent}")
-                self._cv.wait(left)
-
-    def of(self, kind: type) -> list[Any]:
-        with self._cv:
-            return [e for e in self.events if isinstance(e, kind)]
-
-    def mark(self) -> int:
-        with self._cv:
-            return len(self.events)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from comptoir_link.link import C_RX_FRAMES
 def _status(tw, log, port):
     mark = log.mark()
     tw.daemon.send(port, F.STATUS_REQUEST)
-    ev = log.wait_for(lambda e: isinstance(e, Message) and e.ftype == F.STATUS, 5, after=mark)
+    ev = log.expect(lambda e: isinstance(e, Message) and e.ftype == F.STATUS, 5, after=mark)
     from comptoir.daemon import parse_status
 
     return parse_status(ev.payload)
@@ -52,10 +52,10 @@ def test_hello_100_heartbeats_then_cut_and_restore(twin_factory):
 
     mark = log.mark()
     board.wire.cut()
-    log.wait_for(lambda e: isinstance(e, BoardDown), 5, after=mark)
+    log.expect(lambda e: isinstance(e, BoardDown), 5, after=mark)
     assert _wait(lambda: any("link down" in line for line in board.firmware.lines), 5)
     board.wire.restore()
-    log.wait_for(lambda e: isinstance(e, BoardUp), 10, after=mark)
+    log.expect(lambda e: isinstance(e, BoardUp), 10, after=mark)
     st = _status(tw, log, board.port)
     assert st["sessions"] == 2 and st["link_lost"] >= 1
     assert board.firmware.exits == []  # recovered without a restart
@@ -66,7 +66,7 @@ def test_large_frames_pass_intact(twin_factory):
     port = tw.boards[0].port
     mark = log.mark()
     tw.daemon.send(port, F.BENCH_REQUEST, (5).to_bytes(2, "little") + (4096).to_bytes(2, "little"))
-    log.wait_for(lambda e: isinstance(e, Message) and e.ftype == F.BENCH_DONE, 10, after=mark)
+    log.expect(lambda e: isinstance(e, Message) and e.ftype == F.BENCH_DONE, 10, after=mark)
     data = [e for e in log.events[mark:] if isinstance(e, Message) and e.ftype == F.BENCH_DATA]
     assert [int.from_bytes(d.payload[:2], "little") for d in data] == [0, 1, 2, 3, 4]
     filler = bytes((i * 7 + 1) & 0xFF for i in range(2, 4096))
@@ -85,7 +85,7 @@ def test_garbage_oversize_and_wrong_version_are_counted_and_link_carries_on(twin
     board.wire.inject_garbage("b2a", 300)
     counters = {"malformed_frames", "crc_errors", "oversized_frames", "bad_version"}
     for name in ("oversized_frames", "bad_version"):
-        log.wait_for(lambda e, n=name: isinstance(e, LinkError) and e.counter == n, 5, after=mark)
+        log.expect(lambda e, n=name: isinstance(e, LinkError) and e.counter == n, 5, after=mark)
     got = {e.counter for e in log.of(LinkError)}
     assert got & {"malformed_frames", "crc_errors"} and got <= counters | {"short_frames"}
     st = _status(tw, log, board.port)
@@ -99,11 +99,11 @@ def test_board_power_loss_and_usb_unplug_are_survived(twin_factory):
     board = tw.boards[0]
     mark = log.mark()
     board.firmware.kill()  # the supervisor boots it again, as power coming back
-    log.wait_for(lambda e: isinstance(e, BoardUp), 15, after=mark)
+    log.expect(lambda e: isinstance(e, BoardUp), 15, after=mark)
     mark = log.mark()
     board.wire.unplug()
-    log.wait_for(lambda e: isinstance(e, PortLost), 5, after=mark)
+    log.expect(lambda e: isinstance(e, PortLost), 5, after=mark)
     time.sleep(0.5)
     board.wire.replug()
-    log.wait_for(lambda e: isinstance(e, BoardUp), 15, after=mark)
+    log.expect(lambda e: isinstance(e, BoardUp), 15, after=mark)
     assert _status(tw, log, board.port)["free_heap"] > 10_000

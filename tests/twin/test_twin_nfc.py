@@ -74,7 +74,7 @@ class Tapper:
 def _status(tw: Any, port: str, log: Any) -> dict[str, int]:
     mark = log.mark()
     tw.daemon.send(port, F.STATUS_REQUEST)
-    ev = log.wait_for(lambda e: isinstance(e, Message) and e.ftype == F.STATUS
+    ev = log.expect(lambda e: isinstance(e, Message) and e.ftype == F.STATUS
                       and e.port == port, 5, after=mark)
     return parse_status(ev.payload)
 
