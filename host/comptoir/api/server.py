@@ -1,0 +1,300 @@
+"""The HTTP server: loopback only, bearer token, JSON; one thread per request (the event stream
+holds its thread for as long as the client listens)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import queue
+import re
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from comptoir import __version__
+from comptoir.events import BoardStatus
+from comptoir.metrics import CONTENT_TYPE as METRICS_TYPE
+from comptoir.transactions import TransactionError, TransactionStore
+
+from . import bodies
+from .auth import authorized
+from .feed import EventFeed, Subscription
+
+log = logging.getLogger("comptoir.api")
+
+KEEPALIVE_S = 15.0
+TX_ID = r"(?P<tx>[^/]+)"
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str  # as in the OpenAPI document
+    handler: str
+    auth: bool = True
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        return re.compile("^" + self.path.replace("{id}", TX_ID) + "$")
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("GET", "/v1/health", "health", auth=False),
+    Route("GET", "/metrics", "metrics", auth=False),  # auth per config: see _needs_auth
+    Route("GET", "/v1/boards", "boards"),
+    Route("GET", "/v1/events", "events"),
+    Route("GET", "/v1/transactions/{id}", "get_transaction"),
+    Route("POST", "/v1/transactions/{id}/beneficiary", "choose"),
+    Route("POST", "/v1/transactions/{id}/dispensation", "dispense"),
+    Route("POST", "/v1/transactions/{id}/cancel", "cancel"),
+)
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.extra = status, code, detail, extra
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # an event-stream client never blocks shutdown
+    api: ApiServer
+
+
+class ApiServer:
+    def __init__(
+        self,
+        token: str,
+        store: TransactionStore | None,
+        feed: EventFeed,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        boards: Callable[[], Mapping[str, BoardStatus]] = dict,
+        metrics: Any = None,
+        metrics_auth: bool = False,
+    ) -> None:
+        if not ipaddress.ip_address(host).is_loopback:
+            raise ValueError(f"API host {host} is not a loopback address")
+        self.token = token
+        self.store = store
+        self.feed = feed
+        self.boards = boards
+        self.metrics = metrics
+        self.metrics_auth = metrics_auth
+        self._streams: set[Subscription] = set()
+        self._streams_lock = threading.Lock()
+        server_cls = type("Server", (_Server,), {
+            "address_family": socket.AF_INET6 if ":" in host else socket.AF_INET})
+        self.httpd: _Server = server_cls((host, port), _Handler)
+        self.httpd.api = self
+        self.host = host
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="api",
+                                        daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{'[' + self.host + ']' if ':' in self.host else self.host}:{self.port}"
+
+    def start(self) -> ApiServer:
+        self._thread.start()
+        log.info("api listening", extra={"url": self.url})
+        return self
+
+    def stop(self) -> None:
+        with self._streams_lock:
+            streams = list(self._streams)
+        for s in streams:
+            self.feed.unsubscribe(s)
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> ApiServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "comptoir"
+    sys_version = ""
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def log_message(self, format: str, *args: Any) -> None:
+        # Request lines carry transaction ids, never personal data; as JSON through our logger.
+        log.debug("http", extra={"client": self.client_address[0], "line": format % args})
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        api = self.server.api
+        try:
+            self._check_host(api)
+            path = self.path.split("?", 1)[0]
+            matches = [(r, m) for r in ROUTES if (m := r.pattern.match(path))]
+            if not matches:
+                raise ApiError(404, "not_found", f"no endpoint {path}")
+            found = [(r, m) for r, m in matches if r.method == method]
+            if not found:
+                raise ApiError(405, "method_not_allowed", f"{method} is not allowed on {path}")
+            route, match = found[0]
+            if self._needs_auth(route, api) and not authorized(
+                    self.headers.get("Authorization"), api.token):
+                raise ApiError(401, "unauthorized", "missing or wrong bearer token")
+            getattr(self, "h_" + route.handler)(api, **match.groupdict())
+        except ApiError as e:
+            self._json(e.status, {"error": e.code, "detail": e.detail, **e.extra})
+        except TransactionError as e:
+            extra = {"fields": list(e.fields)} if getattr(e, "fields", ()) else {}
+            self._json(e.status, {"error": e.code, "detail": str(e), **extra})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        except Exception:
+            log.exception("api request failed")
+            self._json(500, {"error": "internal", "detail": "internal error (see the log)"})
+
+    def _needs_auth(self, route: Route, api: ApiServer) -> bool:
+        return route.auth or (route.handler == "metrics" and api.metrics_auth)
+
+    def _check_host(self, api: ApiServer) -> None:
+        # A web page the pharmacist opens could reach 127.0.0.1 through DNS rebinding; its
+        # requests carry a foreign Host header.
+        host = (self.headers.get("Host") or "").lower()
+        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if name not in ("127.0.0.1", "localhost", "[::1]", api.host, f"[{api.host}]"):
+            raise ApiError(403, "bad_host", "the Host header must name the loopback address")
+
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> Any:
+        try:
+            length = int(self.headers.get("Content-Length") or "0")
+        except ValueError:
+            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
+        if length > bodies.MAX_BODY:
+            raise ApiError(413, "too_large", f"body above {bodies.MAX_BODY} bytes")
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise ApiError(422, "invalid_json", "the body is not a JSON document") from None
+
+    @staticmethod
+    def _store(api: ApiServer) -> TransactionStore:
+        if api.store is None:
+            raise ApiError(503, "unavailable", "transactions are not enabled")
+        return api.store
+
+    # --- endpoints -------------------------------------------------------------------------
+
+    def h_health(self, api: ApiServer) -> None:
+        self._json(200, {"status": "ok", "version": __version__})
+
+    def h_metrics(self, api: ApiServer) -> None:
+        data = (api.metrics.render() if api.metrics is not None else "").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", METRICS_TYPE)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def h_boards(self, api: ApiServer) -> None:
+        out = []
+        for port, st in sorted(dict(api.boards()).items()):
+            b = st.board
+            out.append({"port": port, "state": st.state,
+                        "board": None if b is None else {
+                            "board_id": b.board_id, "name": b.name, "firmware": b.firmware,
+                            "capabilities": list(b.capabilities)},
+                        "link_errors": dict(st.counters)})
+        self._json(200, {"boards": out})
+
+    def h_get_transaction(self, api: ApiServer, tx: str) -> None:
+        self._json(200, bodies.transaction(self._store(api).get(tx)))
+
+    def h_choose(self, api: ApiServer, tx: str) -> None:
+        store = self._store(api)
+        store.get(tx)  # an unknown transaction is a 404 whatever the body
+        person = self._parsed(bodies.beneficiary, self._body())
+        view = store.choose(tx, person)
+        api.feed.transaction_changed(view, "chosen")
+        self._json(200, bodies.transaction(view))
+
+    def h_dispense(self, api: ApiServer, tx: str) -> None:
+        store = self._store(api)
+        store.get(tx)
+        req = self._parsed(bodies.dispensation, self._body())
+        view = store.dispense(tx, req)
+        api.feed.transaction_changed(view, "dispensed")
+        self._json(201, bodies.transaction(view))
+
+    def h_cancel(self, api: ApiServer, tx: str) -> None:
+        view = self._store(api).cancel(tx)
+        api.feed.transaction_changed(view, "cancelled")
+        self._json(200, bodies.transaction(view))
+
+    @staticmethod
+    def _parsed(parse: Callable[[Any], Any], body: Any) -> Any:
+        try:
+            return parse(body)
+        except bodies.BodyError as e:
+            raise ApiError(422, "invalid_body", str(e), fields=list(e.fields)) from None
+
+    def h_events(self, api: ApiServer) -> None:
+        try:
+            last = int(self.headers.get("Last-Event-ID", ""))
+        except ValueError:
+            last = None
+        sub = api.feed.subscribe(last)
+        with api._streams_lock:
+            api._streams.add(sub)
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream; charset=utf-8")
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(b"retry: 2000\n\n")
+            self.wfile.flush()
+            while not sub.closed:
+                try:
+                    item = sub.queue.get(timeout=KEEPALIVE_S)
+                except queue.Empty:
+                    self.wfile.write(b": keepalive\n\n")
+                    self.wfile.flush()
+                    continue
+                if item is None:
+                    break
+                n, kind, data = item
+                payload = json.dumps({"type": kind, **data}, ensure_ascii=False)
+                self.wfile.write(f"id: {n}\nevent: {kind}\ndata: {payload}\n\n".encode())
+                self.wfile.flush()
+        finally:
+            api.feed.unsubscribe(sub)
+            with api._streams_lock:
+                api._streams.discard(sub)
