@@ -242,3 +242,28 @@ def test_openapi_matches_the_server() -> None:
                   if m in ("get", "post", "put", "delete", "patch")}
     served = {(r.method, r.path) for r in ROUTES}
     assert documented == served
+
+
+def test_start_services_from_config(tmp_path: Path) -> None:
+    from comptoir.api.service import start_services
+    from comptoir.config import from_dict
+
+    class FakeDaemon:
+        def __init__(self) -> None:
+            self.status: dict[str, BoardStatus] = {}
+            self.subscribers: list[Any] = []
+
+        def subscribe(self, fn: Any) -> None:
+            self.subscribers.append(fn)
+
+    cfg = from_dict({"paths": {"data_dir": "d", "keys_dir": "k"},
+                     "api": {"port": 0, "token_file": "run/token"}}, tmp_path)
+    daemon = FakeDaemon()
+    services = start_services(cfg, daemon)
+    try:
+        assert len(daemon.subscribers) == 2 and services.api is not None
+        assert (tmp_path / "run" / "token").stat().st_mode & 0o777 == 0o600
+        with urllib.request.urlopen(services.api.url + "/v1/health", timeout=5) as r:
+            assert r.status == 200
+    finally:
+        services.stop()
