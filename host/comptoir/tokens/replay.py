@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS activations (
 ) WITHOUT ROWID;
 """
 _PURGE_EVERY = 256
+_PERSONS_MEMO = 4096  # NIR -> HMAC memo, in memory only (credentials in memory hold NIRs too)
 
 
 def load_pepper(path: str | Path) -> bytes:
@@ -66,13 +67,20 @@ class VerifierState:
         self._db.executescript(_SCHEMA)
         self._commits = 0
         self._generations: dict[bytes, int] = {}
+        self._persons: dict[str, bytes] = {}  # NIR -> person key (a pure function, memoised)
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def person_key(self, nir: str) -> bytes:
-        return hmac.new(self._pepper, nir.encode(), hashlib.sha256).digest()[:16]
+        person = self._persons.get(nir)
+        if person is None:
+            person = hmac.new(self._pepper, nir.encode(), hashlib.sha256).digest()[:16]
+            if len(self._persons) >= _PERSONS_MEMO:
+                self._persons.clear()
+            self._persons[nir] = person
+        return person
 
     def _generation(self, person: bytes) -> int:
         """Highest generation seen for a person key (-1 if none). The daemon is the only writer,
