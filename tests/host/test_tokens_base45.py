@@ -55,3 +55,12 @@ def test_decoding_is_unique(text):
         return
     assert encode(data) == text
     assert reference_decode(text) == data
+
+
+@pytest.mark.parametrize("size", [2046, 2047, 2200, 2201, 2400])
+def test_long_texts_around_the_precomputed_mask(size):
+    data = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    text = encode(data)
+    assert decode(text) == data
+    with pytest.raises(Base45Error):
+        decode(text[:-3] + "GGW")  # last full group out of range (65536 > 0xFFFF)
