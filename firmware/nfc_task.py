@@ -13,6 +13,10 @@ from comptoir_link.compat import const, ticks_add, ticks_diff, ticks_ms
 _CHUNK_HEADER = const(11)  # kind u8, object id u16, total u32, offset u32
 _POLL_INTERVAL_MS = const(60)  # between polls with no phone: the chip, not the loop, waits
 _ERROR_TEXT = const(60)
+# A presentation read but not yet acknowledged by the host when the link drops
+# is sent again in the next session if it is younger than this (the host's
+# challenge lives 30 s; the host answers a repeat with the verdict it gave).
+_RESEND_WITHIN_MS = const(20000)
 MAX_PRESENTATION = const(1024)
 
 # TAP_ERROR codes (docs/protocol.md)
@@ -53,6 +57,7 @@ class NfcTask:
         self._obj = None  # memoryview of the presentation being sent
         self._obj_id = 0
         self._obj_off = 0
+        self._obj_at = ticks_ms()
         self._err_owed = 0  # TAP_ERROR code to send (0: none)
         self._err_text = bytearray(_ERROR_TEXT)
         self._err_len = 0
@@ -65,10 +70,15 @@ class NfcTask:
         return self._obj is not None
 
     def on_session(self):
-        """A new link session: the host forgot our challenge, ask for one."""
+        """A new link session: the host forgot our challenge, ask for one. A
+        presentation the host may not have received is sent again, whole."""
         self.challenge_id = -1
         self._want_challenge = True
-        self._obj = None
+        if self._obj is not None:
+            if ticks_diff(ticks_ms(), self._obj_at) < _RESEND_WITHIN_MS:
+                self._obj_off = 0
+            else:
+                self._obj = None
         self._err_owed = 0
 
     def on_challenge(self, payload):
@@ -87,7 +97,12 @@ class NfcTask:
         if self._err_owed and link.can_send():
             self._send_error(link)
         if self._obj is not None:
-            self._send_chunks(link)
+            if self._obj_off < len(self._obj):
+                self._send_chunks(link)
+            elif link.idle():
+                # Every chunk acknowledged: the host has it. Only now is the
+                # reader's buffer free for the next tap.
+                self._obj = None
             return False
         now = ticks_ms()
         if ticks_diff(now, self._next_poll) < 0:
@@ -110,6 +125,7 @@ class NfcTask:
         self._obj = pres
         self._obj_id = next_object_id
         self._obj_off = 0
+        self._obj_at = ticks_ms()
         self._send_chunks(link)
         return True
 
@@ -135,8 +151,6 @@ class NfcTask:
             out[11 : 11 + n] = obj[off : off + n]
             link.send(F.OBJECT_CHUNK, out, _CHUNK_HEADER + n)
             self._obj_off = off + n
-        if self._obj_off >= total:
-            self._obj = None
 
     def _queue_error(self, obj_id, code, e):
         self._err_owed = code

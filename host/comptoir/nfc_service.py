@@ -11,9 +11,11 @@ expired challenge.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +29,8 @@ from comptoir.verdicts import verdict_for, verdict_payload
 from comptoir_link import frames as F
 
 log = logging.getLogger("comptoir.nfc")
+
+ANSWER_MEMORY_S = 120.0  # longer than a board keeps an unacknowledged presentation
 
 
 
@@ -71,6 +75,11 @@ class NfcService:
                                    kinds=frozenset((F.OBJ_NFC_PRESENTATION,)))
         self._boards: dict[str, str] = {}  # port -> board id, NFC boards with a session
         self._issued_at: dict[str, float] = {}
+        # Presentations verified lately, by (board, bytes): a board whose link
+        # dropped before our acknowledgement sends the same presentation again;
+        # it gets the same verdict, and it is not a second tap.
+        self._answered: OrderedDict[tuple[str, bytes], tuple[int, int, str, float]] = (
+            OrderedDict())
         self._next_id: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -124,8 +133,24 @@ class NfcService:
         data = self.objects.push(ev.port, chunk)
         if data is None:
             return
+        key = (ev.board_id, hashlib.sha256(data).digest())
+        now = time.monotonic()
+        with self._lock:
+            for k in [k for k, v in self._answered.items() if now - v[3] > ANSWER_MEMORY_S]:
+                del self._answered[k]
+            again = self._answered.get(key)
+        if again is not None:
+            verdict, reason, text, _ = again
+            self._send(ev.port, F.VERDICT, verdict_payload(chunk.object_id, verdict, reason, text))
+            log.info("nfc presentation repeated after a link loss: same verdict",
+                     extra={"port": ev.port, "object_id": chunk.object_id})
+            return
         result = self.verifier.verify_nfc(data, ev.board_id)
         verdict, reason, text = verdict_for(result)
+        with self._lock:
+            self._answered[key] = (verdict, reason, text, now)
+            while len(self._answered) > 256:
+                self._answered.popitem(last=False)
         self._send(ev.port, F.VERDICT, verdict_payload(chunk.object_id, verdict, reason, text))
         log.info("nfc presentation", extra={
             "port": ev.port, "object_id": chunk.object_id, "bytes": len(data),

@@ -207,9 +207,11 @@ def qr_scans(baud: int, scans: int) -> dict[str, float]:
         tw.daemon.subscribe(lambda ev: q.put(ev) if isinstance(ev, Presentation) else None)
         cam = CameraSim(11)
         lat, ratios, frames = [], [], []
+        missed = 0
         for k in range(scans):
             text = tw.insurer.activate(tw.insurer.family(40 + k)).present_qr()
-            shots = [cam.frame(text, level=1, pose=k) for _ in range(3)]
+            # A hand is never quite still: each exposure is a slightly new pose.
+            shots = [cam.frame(text, level=1) for _ in range(4)]
             time.sleep(1.0)
             sent0 = board.wire.counters("a2b").bytes_out
             f0 = tw.qr.counters.get("frames", 0)
@@ -221,7 +223,10 @@ def qr_scans(baud: int, scans: int) -> dict[str, float]:
                 i += 1
                 with contextlib.suppress(queue.Empty):
                     ev = q.get(timeout=0.2)  # about 5 frames/s from the camera
-            assert ev is not None, "no verdict in 60 s"
+            if ev is None:
+                missed += 1  # counted and reported, not hidden
+                board.camera.clear()
+                continue
             dt_s = ev.received_at - t0
             floor_s = (board.wire.counters("a2b").bytes_out - sent0) * 10 / baud
             board.camera.clear()
@@ -231,15 +236,15 @@ def qr_scans(baud: int, scans: int) -> dict[str, float]:
     lat.sort()
     return {"p50_s": statistics.median(lat), "p95_s": lat[int(len(lat) * 0.95)],
             "ratio": statistics.median(ratios), "frames": statistics.mean(frames),
-            "scans": len(lat)}
+            "scans": len(lat), "missed": missed}
 
 
 def section_qr() -> str:
     rows = []
     for baud, n in ((921600, 10), (115200, 4)):
         r = qr_scans(baud, n)
-        rows.append(f"| {baud} | {r['scans']} | {r['p50_s']:.2f} | {r['p95_s']:.2f} | "
-                    f"{r['ratio']:.2f} | {r['frames']:.1f} |")
+        rows.append(f"| {baud} | {r['scans']} | {r['missed']} | {r['p50_s']:.2f} | "
+                    f"{r['p95_s']:.2f} | {r['ratio']:.2f} | {r['frames']:.1f} |")
     from comptoir_tools import bench_qr
 
     d = bench_qr.run()
@@ -257,8 +262,8 @@ def section_qr() -> str:
         "the daemon decodes (pyzbar) and verifies. Latency from the first frame shown to the "
         "verdict at the host; the floor is the line time of the bytes the board sent during "
         "the scan, so latency / floor near 1 means the line is the bottleneck.\n\n"
-        "| baud | scans | p50 s | p95 s | latency / floor | frames sent per QR |\n"
-        "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
+        "| baud | scans | no verdict in 60 s | p50 s | p95 s | latency / floor | "
+        "frames sent per QR |\n|---|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\n"
         "Host decode time per frame and the line time of one frame:\n\n"
         "| frame | decode p50 ms | p95 ms | decoded | bytes | s @115200 | s @921600 |\n"
         "|---|---|---|---|---|---|---|\n" + dec + "\n\n"
