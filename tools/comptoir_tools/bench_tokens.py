@@ -204,7 +204,28 @@ def _breakdown(presentation: bytes, repeats: int) -> dict[str, float]:
 
         return round(1e6 / _rate(count, loop, repeats), 1)
 
+    with tempfile.TemporaryDirectory() as tmp:
+        state = VerifierState(Path(tmp) / "commit.db", pepper=b"bench-pepper-0123456789")
+        counter = iter(range(1, 10**9))
+        now = int(time.time())
+        nir = claims.parse_credential(cred_claims, now).insured.nir
+
+        def commit() -> None:
+            i = next(counter)
+            state.commit(
+                now=now,
+                credential_id=b"C" * 8,
+                credential_expires=now + 86400,
+                counter=i,
+                nir=nir,
+                generation=1,
+                replay=(b"\x08" + b"C" * 8 + i.to_bytes(8, "big"), now + 300),
+            )
+
+        us_commit = per_op(commit)
+        state.close()
     return {
+        "us_replay_commit": us_commit,
         "us_base45_decode": per_op(lambda: decode_qr(text)),
         "us_cbor_scan_all": per_op(
             lambda: (
