@@ -272,5 +272,9 @@ def main(argv):
     if _camera_wanted(b, camera_source):
         _load(_CAMERA_MODULES)
     reader = Reader(b, camera_source)
+    # Everything the board definition configures is built now; the parsed JSON
+    # (pins, buses, camera) would only hold heap for the rest of the day.
+    b.definition = {"name": b.name}
+    gc.collect()
     print("comptoir reader %s on %s, free heap %d" % (FIRMWARE_VERSION, b.name, b.free_heap()))
     reader.run()

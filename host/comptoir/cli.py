@@ -28,16 +28,39 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from comptoir import presentations
+    from comptoir.api.service import start_services
+    from comptoir.config import ConfigError, load
     from comptoir.daemon import Daemon
-    from comptoir.discovery import DEFAULT_USB_IDS, parse_usb_id
+    from comptoir.discovery import parse_usb_id
     from comptoir.pairing import PairedBoards
 
-    logs.setup(args.log_level, path=args.log_file)
-    usb_ids = [parse_usb_id(u) for u in args.usb_id] or list(DEFAULT_USB_IDS)
-    discover = not args.port or args.discover
-    paired = None if args.no_pairing else PairedBoards(args.paired_dir)
-    daemon = Daemon(args.port, baud=args.baud, heartbeat_ms=args.heartbeat_ms,
-                    discover=discover, usb_ids=usb_ids, paired=paired)
+    try:
+        cfg = load(args.config)
+    except ConfigError as e:
+        print(f"comptoir: config: {e}", file=sys.stderr)
+        return 2
+    b = cfg.boards
+    logs.setup(args.log_level or cfg.log.level,
+               path=args.log_file or (str(cfg.paths.log_file) if cfg.paths.log_file else None))
+    ports = args.port or list(b.ports)
+    usb_ids = [parse_usb_id(u) for u in args.usb_id] or list(b.usb_ids)
+    paired = None if (args.no_pairing or not b.require_pairing) else PairedBoards(
+        args.paired_dir or b.pairing_dir)
+    daemon = Daemon(ports, baud=args.baud or b.baud,
+                    heartbeat_ms=args.heartbeat_ms or b.heartbeat_ms,
+                    discover=args.discover or b.discover or not ports,
+                    usb_ids=usb_ids, paired=paired)
+    trust_dir = args.trust_dir or cfg.paths.data_dir / "trust"
+    try:
+        verifier, challenges = presentations.load_verifier(trust_dir, cfg.paths.data_dir / "tokens")
+    except presentations.TrustMaterialError as e:
+        print(f"comptoir: no usable trust material in {trust_dir}: {e}\n"
+              "  (publish it there: the insurer's anchor.pem, trust-list.cbor, status-*.cbor;"
+              " for a bench, `comptoir pki init DIR` makes a test one)", file=sys.stderr)
+        return 2
+    pres = presentations.attach(daemon, verifier, challenges)
+    services = start_services(cfg, daemon)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     daemon.start()
@@ -47,6 +70,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pass
     finally:
         daemon.stop()
+        pres.stop()
+        services.stop()
     return 0
 
 
@@ -78,14 +103,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--discover", action="store_true",
                      help="also find boards by USB id (the default when no --port is given)")
     run.add_argument("--usb-id", action="append", default=[], metavar="VID:PID")
-    run.add_argument("--baud", type=int, default=115200)
-    run.add_argument("--heartbeat-ms", type=int, default=1000)
+    run.add_argument("--config", type=Path, default=None,
+                     help="comptoir.toml (defaults documented in deploy/comptoir.toml)")
+    run.add_argument("--trust-dir", type=Path, default=None,
+                     help="anchor.pem, trust-list.cbor, status-*.cbor (default DATA_DIR/trust)")
+    run.add_argument("--baud", type=int, default=None)
+    run.add_argument("--heartbeat-ms", type=int, default=None)
     run.add_argument("--paired-dir", type=Path, default=None,
                      help="paired boards' keys (default ~/.config/comptoir/boards)")
     run.add_argument("--no-pairing", action="store_true",
                      help="serve any board without a pairing proof (bench use only)")
     run.add_argument("--log-file", help="JSON-lines log file (default: standard error)")
-    run.add_argument("--log-level", default="info")
+    run.add_argument("--log-level", default=None)
     run.set_defaults(func=_cmd_run)
 
     boards = sub.add_parser("boards", help="list serial ports and the reader boards among them")

@@ -22,12 +22,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from comptoir import presentations
 from comptoir.daemon import Daemon
 from comptoir.events import BoardUp
-from comptoir.nfc_service import NfcService, Presentation
+from comptoir.nfc_service import NfcService
 from comptoir.pairing import PairedBoards
 from comptoir.qr import QrPipeline
-from comptoir.verdicts import verdict_sender
 from comptoir_tools import boards
 from comptoir_tools.camera_sim import FrameFile
 from comptoir_tools.firmware_build import compile_tree
@@ -231,7 +231,7 @@ class Twin:
         self.insurer: SimulatedInsurer | None = None
         self.nfc_service: NfcService | None = None
         self.qr: QrPipeline | None = None
-        self._ticker_stop = threading.Event()
+        self.presentations: presentations.PresentationServices | None = None
         self._up = threading.Condition()
         self._up_ports: set[str] = set()
 
@@ -281,21 +281,12 @@ class Twin:
         self.daemon.subscribe(self._track_up)
         if self.nfc or self.camera:
             self.insurer = SimulatedInsurer(self.workdir / "insurer", seed=self.seed + 1)
-        if self.camera:
-            assert self.insurer is not None
-            daemon = self.daemon
-            self.qr = QrPipeline(self.insurer.verifier, verdict_sender(daemon),
-                                 on_result=lambda port, bid, oid, res: daemon.events.put(
-                                     Presentation(port, bid, oid, "qr", res, time.monotonic())),
-                                 hold=self.qr_hold)
-            daemon.subscribe(self.qr.on_event)
-        if self.nfc:
-            assert self.insurer is not None
-            daemon = self.daemon
-            self.nfc_service = NfcService(daemon.send, daemon.events.put,
-                                          self.insurer.verifier, self.insurer.challenges)
-            daemon.subscribe(self.nfc_service.on_event)
-            threading.Thread(target=self._tick, daemon=True, name="nfc ticker").start()
+        if self.insurer is not None:
+            self.presentations = presentations.attach(
+                self.daemon, self.insurer.verifier, self.insurer.challenges,
+                qr_hold=self.qr_hold)
+            self.nfc_service = self.presentations.nfc
+            self.qr = self.presentations.qr
         self.daemon.start()
         for b in self.boards:
             b.firmware.start()
@@ -349,13 +340,9 @@ class Twin:
                 self._up.wait(min(left, 0.1))
         return True
 
-    def _tick(self) -> None:
-        while not self._ticker_stop.wait(1.0):
-            if self.nfc_service:
-                self.nfc_service.tick()
-
     def stop(self) -> None:
-        self._ticker_stop.set()
+        if self.presentations is not None:
+            self.presentations.stop()
         for b in self.boards:
             b.firmware.stop()
         if self.daemon:
