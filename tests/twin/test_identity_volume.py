@@ -15,13 +15,9 @@ import datetime as dt
 import os
 import random
 import sys
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
-
-import serial
 
 from comptoir import presentations
 from comptoir.api.feed import EventFeed
@@ -32,8 +28,8 @@ from comptoir.pairing import PairedBoards
 from comptoir.tokens.model import Verified
 from comptoir.transactions import DispenseRequest, JournalBiller, State, TransactionStore
 from comptoir_link import frames as F
-from comptoir_link.board_side import BoardLink
 from comptoir_tools.insurer import SimulatedInsurer
+from comptoir_tools.protocol_board import QrBoard
 from comptoir_tools.wire import WireModel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
@@ -42,41 +38,6 @@ from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
 PRESENTATIONS = int(os.environ.get("COMPTOIR_IDENTITY_PRESENTATIONS", "10000"))
 BOARDS = 4
 FAMILIES = 24
-
-
-class QrBoard(threading.Thread):
-    """A camera board with an on-board decoder: one QR_TEXT frame per screen."""
-
-    def __init__(self, index: int, wire: WireModel, key: bytes, texts: list[str]) -> None:
-        super().__init__(daemon=True)
-        self.board_id = bytes((0xB0, index, 0x5A, 0x5A))
-        self.ser = serial.serial_for_url(str(wire.path_a), timeout=0.005)
-        self.link = BoardLink(self.ser.write, baud=wire.baud, max_payload=1024,
-                              hello_items={F.T_BOARD_ID: self.board_id,
-                                           F.T_CAPS: F.u16_bytes(F.CAP_CAMERA | F.CAP_QR_DECODE)},
-                              random_bytes=os.urandom, pair_key=key)
-        self.texts = texts
-        self.verdicts: dict[int, int] = {}
-        self.link.on_message = self._on_message
-        self.done = threading.Event()
-
-    def _on_message(self, ftype: int, payload: Any) -> None:
-        if ftype == F.VERDICT:
-            self.verdicts[F.u16(payload[0:2])] = payload[2]
-
-    def run(self) -> None:
-        i = 0
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline and len(self.verdicts) < len(self.texts):
-            data = self.ser.read(self.ser.in_waiting or 1)
-            if data:
-                self.link.feed(data)
-            self.link.poll()
-            while i < len(self.texts) and self.link.can_send() and i - len(self.verdicts) < 8:
-                oid = 0x8000 | i
-                self.link.send(F.QR_TEXT, oid.to_bytes(2, "little") + self.texts[i].encode())
-                i += 1
-        self.done.set()
 
 
 def test_interleaved_presentations_are_each_bound_to_their_own_person(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from pathlib import Path
 import serial
 
 from comptoir import logs
+from comptoir.daemon import Daemon
 from comptoir.events import Message
 from comptoir_link import frames as F
 from comptoir_tools.twin import MICROPYTHON, Twin
@@ -145,23 +146,32 @@ def nfc_taps(taps: int = 30) -> dict[str, float]:
     from comptoir.nfc_service import Presentation
     from comptoir_tools.phone import Phone
 
-    with Twin(1, nfc=True) as tw:
+    shown: queue.Queue[float] = queue.Queue()  # when the board showed a verdict
+
+    def on_line(_i: int, line: str) -> None:
+        if line.startswith("SHOW "):
+            shown.put(time.monotonic())
+
+    with Twin(1, nfc=True, on_firmware_line=on_line) as tw:
         assert tw.daemon is not None and tw.insurer is not None and tw.wait_all_up(30)
         board = tw.boards[0]
         assert board.pn532 is not None and board.pn532_wire is not None
         q: queue.Queue[Presentation] = queue.Queue()
         tw.daemon.subscribe(lambda ev: q.put(ev) if isinstance(ev, Presentation) else None)
         wallet = tw.insurer.activate(tw.insurer.family(3, beneficiaries=2))
-        lat, ratios = [], []
+        lat, ratios, on_board, board_ratios = [], [], [], []
         wires = (board.wire, board.pn532_wire)
         for _ in range(taps + 2):
             time.sleep(0.5)  # no phone, the reader idles; its polls are not this tap's cost
+            while not shown.empty():
+                shown.get()
             before = [sum(w.counters(d).bytes_out for d in ("a2b", "b2a")) for w in wires]
             phone = Phone(wallet.present_nfc)
             t0 = time.monotonic()
             board.pn532.place(phone)
             ev = q.get(timeout=10)
             dt_s = ev.received_at - t0
+            board_s = shown.get(timeout=10) - t0  # the verdict back on the board
             after = [sum(w.counters(d).bytes_out for d in ("a2b", "b2a")) for w in wires]
             line_s = sum((a - b) * 10 / w.baud for a, b, w in zip(after, before, wires,
                                                                   strict=True))
@@ -169,10 +179,17 @@ def nfc_taps(taps: int = 30) -> dict[str, float]:
             board.pn532.remove()
             lat.append(dt_s)
             ratios.append(dt_s / (line_s + phone_s))
-        lat, ratios = lat[2:], ratios[2:]  # the first taps warm caches up
+            on_board.append(board_s)
+            board_ratios.append(board_s / (line_s + phone_s))
+        # The first taps warm caches up.
+        lat, ratios, on_board, board_ratios = lat[2:], ratios[2:], on_board[2:], board_ratios[2:]
     lat.sort()
+    on_board.sort()
     return {"p50_ms": statistics.median(lat) * 1e3, "p95_ms": lat[int(len(lat) * 0.95)] * 1e3,
-            "ratio_p50": statistics.median(ratios), "taps": len(lat)}
+            "ratio_p50": statistics.median(ratios), "taps": len(lat),
+            "board_p50_ms": statistics.median(on_board) * 1e3,
+            "board_p95_ms": on_board[int(len(on_board) * 0.95)] * 1e3,
+            "board_ratio_p50": statistics.median(board_ratios)}
 
 
 def section_nfc() -> str:
@@ -185,9 +202,98 @@ def section_nfc() -> str:
         "floor of each tap is the line time of the bytes both wires carried during it "
         "(the reader's polling included) plus the phone's modelled time (8 ms per APDU, "
         "40 ms to sign); the ratio is latency / floor, so 1.0 is the physical limit.\n\n"
-        "| taps | p50 ms | p95 ms | latency / floor (p50) |\n|---|---|---|---|\n"
-        f"| {r['taps']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['ratio_p50']:.2f} |\n"
+        "| taps | at host p50 ms | p95 ms | / floor | verdict on the board p50 ms | p95 ms "
+        "| / floor |\n|---|---|---|---|---|---|---|\n"
+        f"| {r['taps']} | {r['p50_ms']:.0f} | {r['p95_ms']:.0f} | {r['ratio_p50']:.2f} | "
+        f"{r['board_p50_ms']:.0f} | {r['board_p95_ms']:.0f} | {r['board_ratio_p50']:.2f} |\n"
+        "\nThe verdict on the board (issue 6) is when the firmware shows it (its display "
+        "line), after the VERDICT frame crossed the host link back.\n"
     )
+
+
+# ------------------------------------------------------------------ daemon CPU
+def _thread_cpu_s(names: tuple[str, ...]) -> float:
+    """CPU seconds used so far by this process's threads whose name starts with one
+    of `names` (read from /proc, so other threads' work is not counted)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for t in threading.enumerate():
+        if not t.name.startswith(names) or t.native_id is None:
+            continue
+        try:
+            fields = Path(f"/proc/self/task/{t.native_id}/stat").read_text().rsplit(")", 1)[1]
+        except OSError:
+            continue
+        parts = fields.split()
+        total += (int(parts[11]) + int(parts[12])) / tick  # utime, stime
+    return total
+
+
+def daemon_cpu(presentations_n: int = 2000, boards_n: int = 4) -> dict[str, float]:
+    """Daemon CPU per transaction: QR presentations from 4 link-level boards, the
+    daemon's own threads (board connections, event thread with verification and
+    transactions) measured apart from the simulated boards and wires."""
+    from comptoir import presentations
+    from comptoir.api.feed import EventFeed
+    from comptoir.pairing import PairedBoards
+    from comptoir.transactions import JournalBiller, TransactionStore
+    from comptoir_tools.insurer import SimulatedInsurer
+    from comptoir_tools.protocol_board import QrBoard
+
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        insurer = SimulatedInsurer(tmp / "insurer", seed=4)
+        wallets = [insurer.activate(insurer.family(60 + k, beneficiaries=k % 3))
+                   for k in range(12)]
+        # A phone is at one counter at a time: board b shows its own three families.
+        texts = [[wallets[b + boards_n * (i % 3)].present_qr()
+                  for i in range(presentations_n // boards_n)] for b in range(boards_n)]
+        paired = PairedBoards(tmp / "paired")
+        wires = [WireModel(921600, tmp / "dev", name=f"q{i}").start() for i in range(boards_n)]
+        daemon = Daemon([str(w.path_b) for w in wires], baud=921600, paired=paired)
+        pres = presentations.attach(daemon, insurer.verifier, insurer.challenges, qr_hold=0.0)
+        store = TransactionStore(tmp / "tx.db", bytes(32), JournalBiller(tmp / "b.db"))
+        daemon.subscribe(EventFeed(store).on_event)
+        boards = [QrBoard(i, w, paired.add(bytes((0xB0, i, 0x5A, 0x5A)).hex()), texts[i])
+                  for i, w in enumerate(wires)]
+        daemon.start()
+        try:
+            time.sleep(1.0)
+            names = ("board ", "daemon events")
+            cpu0, t0 = _thread_cpu_s(names), time.monotonic()
+            for b in boards:
+                b.start()
+            for b in boards:
+                b.done.wait(600)
+            time.sleep(0.3)
+            cpu, wall = _thread_cpu_s(names) - cpu0, time.monotonic() - t0
+            n = len(store.ids())
+        finally:
+            daemon.stop()
+            pres.stop()
+            for b in boards:
+                b.ser.close()
+            for w in wires:
+                w.stop()
+            store.close()
+            insurer.close()
+    return {"presentations": n, "cpu_ms_per_tx": cpu / n * 1e3, "wall_s": wall,
+            "per_s": n / wall}
+
+
+def section_daemon() -> str:
+    r = daemon_cpu()
+    return (
+        "## Daemon CPU per transaction (issue 6)\n\n"
+        "QR presentations from 4 link-level boards at 921 600 baud (the firmware's link code "
+        "in CPython, on-board decoding): the daemon's threads (board connections, the event "
+        "thread that verifies, opens the transaction and answers the verdict) measured from "
+        "/proc, apart from the simulated boards and wires. For scale: two ES256 "
+        "verifications cost about 0.2 ms (token section).\n\n"
+        "| presentations | daemon CPU per transaction ms | wall s | transactions/s |\n"
+        "|---|---|---|---|\n"
+        f"| {r['presentations']} | {r['cpu_ms_per_tx']:.2f} | {r['wall_s']:.1f} | "
+        f"{r['per_s']:.0f} |\n")
 
 
 # ------------------------------------------------------------------ QR scans
@@ -323,8 +429,23 @@ def section_tokens() -> str:
 
 
 SECTIONS: dict[str, Section] = {"link": section_link, "nfc": section_nfc, "qr": section_qr,
+                                 "daemon": section_daemon,
                                  "tokens": section_tokens, "rights": section_rights,
                                  "billing": section_billing}
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Markdown split at its "## " headings, in order: heading -> text ("" = preamble)."""
+    out: dict[str, str] = {}
+    head, buf = "", []
+    for line in text.splitlines(keepends=True):
+        if line.startswith("## "):
+            out[head] = out.get(head, "") + "".join(buf)
+            head, buf = line.strip(), [line]
+        else:
+            buf.append(line)
+    out[head] = out.get(head, "") + "".join(buf)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--only", choices=sorted(SECTIONS), action="append",
                     help="run only these sections")
+    ap.add_argument("--update", action="store_true",
+                    help="with --only: replace those sections in the existing file, keep the rest")
     args = ap.parse_args(argv)
     logs.setup("error")  # the daemon's warnings (boards going down at the end) are not results
     parts = ["# Benchmarks\n\nWritten by `make bench` (tools/comptoir_tools/bench.py). Each "
@@ -345,6 +468,14 @@ def main(argv: list[str] | None = None) -> int:
         if text:
             print(text)
             parts.append(text + "\n")
+    if args.update and args.output.exists():
+        old = _sections(args.output.read_text())
+        new = _sections("".join(parts))
+        head = old.pop("", "") + f"- sections updated {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} " \
+            f"UTC: {', '.join(h[3:] for h in new if h)} (same machine kind)\n\n"
+        old.update({h: t for h, t in new.items() if h})
+        parts = [head.replace("\n\n- sections", "\n- sections", 1)]
+        parts += [t for h, t in old.items() if h]
     args.output.write_text("".join(parts))
     print(f"bench: wrote {args.output}", file=sys.stderr)
     return 0
