@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import threading
 import time
+import urllib.request
 from typing import Any
 
 from comptoir import logs
+from comptoir.api.service import start_services
+from comptoir.config import from_dict
 from comptoir.daemon import parse_status
 from comptoir.events import BoardDown, BoardUp, LinkError, Message, PortLost
 from comptoir.nfc_service import Presentation, TapFailed
@@ -36,12 +40,37 @@ class Terminal:
         self.names = {b.port: f"board{b.index}" for b in twin.boards}
         self.quiet = False
         self.presented = threading.Event()  # a verdict came back (the demo waits for it)
+        self.api: tuple[Any, str, str] | None = None  # (store, base URL, token)
 
     def say(self, text: str) -> None:
         if self.quiet:
             return
         with self._lock:
             print(f"[{time.monotonic() - self.t0:7.2f}s] {text}", file=self.out, flush=True)
+
+    def _choose(self, name: str, verified: Verified, person: int) -> None:
+        assert self.api is not None
+        store, base, token = self.api
+        pid = verified.presentation_id.hex()
+        for tx_id in reversed(store.ids()):
+            tx = store.get(tx_id)
+            if tx.presentation_id == pid:
+                break
+        else:
+            self.say(f"{name}: (no transaction found for this presentation)")
+            return
+        req = urllib.request.Request(
+            f"{base}/v1/transactions/{tx_id}/beneficiary", method="POST",
+            data=json.dumps({"person": person}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                chosen = json.loads(resp.read())
+            who = store.get(tx_id).chosen_person
+            self.say(f"{name}: pharmacist chose {who.given_names if who else '?'} through the "
+                     f"API (transaction {tx_id[:8]}…, {chosen.get('state', '?')})")
+        except (OSError, ValueError) as e:
+            self.say(f"{name}: choosing through the API failed: {e}")
 
     def on_event(self, ev: Any) -> None:
         name = self.names.get(getattr(ev, "port", ""), "?")
@@ -74,8 +103,10 @@ class Terminal:
                     f"{b.given_names} (beneficiary {b.rank})" for b in r.credential.beneficiaries]
                 verdict = "ACCEPTED" if len(people) == 1 else "CHOOSE BENEFICIARY"
                 self.say(f"{name}: {how} → {verdict}: " + "; ".join(people))
-                if len(people) > 1:
-                    self.say(f"{name}: the pharmacist serves {people[-1].split(' (')[0]}")
+                if len(people) > 1 and self.api is not None:
+                    # The dispensing software picks the person through the local API.
+                    threading.Thread(target=self._choose, args=(name, r, len(people) - 1),
+                                     daemon=True).start()
             else:
                 self.say(f"{name}: {how} → REFUSED ({r.reason.value})")
         elif isinstance(ev, TapFailed):
@@ -180,10 +211,22 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Daemon log (JSON lines): {log_path}")
     print("Press Ctrl-C to stop." if not args.duration else f"Running for {args.duration:g} s.")
     stop = threading.Event()
+    services = None
     try:
         twin.start()
         term.names = {b.port: f"board{b.index}" for b in twin.boards}
         assert twin.daemon is not None
+        # The pharmacy PC's local API, as `comptoir run` starts it, on a free port.
+        cfg = from_dict({"paths": {"data_dir": str(twin.workdir / "data"),
+                                   "keys_dir": str(twin.workdir / "keys")},
+                         "api": {"port": 0, "token_file": str(twin.workdir / "api-token")}},
+                        twin.workdir)
+        services = start_services(cfg, twin.daemon)
+        if services.api is not None:
+            base = f"http://127.0.0.1:{services.api.port}"
+            term.api = (services.store, base,
+                        (twin.workdir / "api-token").read_text().strip())
+            print(f"Local API: {base} (bearer token in {twin.workdir / 'api-token'})")
         twin.daemon.subscribe(term.on_event)
         if not twin.wait_all_up(30):
             term.say("error: not every board came up within 30 s")
@@ -201,6 +244,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         term.quiet = True
         twin.stop()
+        if services is not None:
+            services.stop()
     return 0
 
 
