@@ -54,7 +54,7 @@ flash: setup
 # Release bench: the same scenarios against a real board (no -n: one serial port).
 hil: setup
 	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 BOARD=name"; exit 2; }
-	$(BIN)/pytest tests/hil --board-port $(PORT) --board $(BOARD) $(PYTEST_ARGS)
+	$(BIN)/pytest -s tests/hil --board-port $(PORT) --board $(BOARD) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

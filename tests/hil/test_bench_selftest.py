@@ -5,6 +5,7 @@ wire model) sits on the port, flashed-and-paired as `comptoir flash` leaves a bo
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -52,3 +53,40 @@ def test_serial_target_serves_a_paired_board_and_injects_noise(tmp_path):
 def test_serial_target_refuses_a_missing_port(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         SerialTarget("devkitc-pn532-spi", str(tmp_path / "ttyUSB9"))
+
+
+def test_serial_target_answers_taps_as_the_person_prompt_test_expects(tmp_path):
+    """The hardware-only tap test's path, checked with a stand-in: the "person" is a
+    simulated PN532 with a phone, behind a second wire, on the stand-in board."""
+    from comptoir.nfc_service import Presentation
+    from comptoir_tools.phone import Phone
+    from comptoir_tools.pn532_sim import PN532Sim, Timing
+
+    board = B.load("devkitc-pn532-spi")
+    fw = tmp_path / "fw"
+    compile_tree(out=fw)
+    bf = tmp_path / "board.json"
+    bf.write_text(json.dumps(board.device_definition()))
+    wire = WireModel(115200, tmp_path / "dev", name="stand-in", seed=3).start()
+    pn_wire = WireModel(115200, tmp_path / "dev", name="pn532", seed=4).start()
+    sim = PN532Sim(path=pn_wire.path_b, timing=Timing(model_uart=False)).start()
+    paired = PairedBoards(tmp_path / "paired")
+    proc = FirmwareProcess(fw, {"host": wire.path_a, "pn532": pn_wire.path_a},
+                           board_id="c0a7f1a6", pair_key=paired.add("c0a7f1a6"),
+                           state_dir=tmp_path / "state", board_file=bf).start()
+    target = None
+    try:
+        target = SerialTarget(board.name, str(wire.path_b), paired_dir=paired.dir)
+        target.log.expect(lambda e: isinstance(e, BoardUp), 30)
+        wallet = target.insurer.activate(target.insurer.family(12, beneficiaries=1))
+        time.sleep(0.5)
+        sim.place(Phone(wallet.present_nfc))
+        ev = target.log.expect(lambda e: isinstance(e, Presentation), 15)
+        assert ev.channel == "nfc" and ev.result.ok
+    finally:
+        if target is not None:
+            target.stop()
+        proc.stop()
+        sim.close()
+        pn_wire.stop()
+        wire.stop()

@@ -25,9 +25,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from comptoir import presentations
 from comptoir.daemon import Daemon
 from comptoir.pairing import PairedBoards
 from comptoir_tools import boards as boards_mod
+from comptoir_tools.insurer import SimulatedInsurer
 
 MICROPYTHON = Path(sys.executable).with_name("micropython")
 
@@ -193,7 +195,19 @@ class SerialTarget(Target):
         self.daemon = Daemon([port], baud=self.baud, heartbeat_ms=heartbeat_ms,
                              paired=PairedBoards(paired_dir))
         self.daemon.subscribe(self.log)
+        # The NFC service gives the board its challenges and answers its taps; the
+        # verifier trusts a test PKI (a phone with a real wallet is refused by name).
+        self._tmp = tempfile.TemporaryDirectory(prefix="comptoir-hil-")
+        self.insurer = SimulatedInsurer(Path(self._tmp.name))
+        self.presentations = presentations.attach(self.daemon, self.insurer.verifier,
+                                                  self.insurer.challenges)
         self.daemon.start()
+
+    def stop(self) -> None:
+        self.daemon.stop()
+        self.presentations.stop()
+        self.insurer.close()
+        self._tmp.cleanup()
 
     def inject(self, data: bytes) -> None:
         # The connection thread owns the port; a write from here may land inside
