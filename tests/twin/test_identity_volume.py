@@ -19,18 +19,13 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from comptoir import presentations
-from comptoir.api.feed import EventFeed
 from comptoir.billing import LineInput, TiersPayant
-from comptoir.daemon import Daemon
 from comptoir.nfc_service import Presentation
-from comptoir.pairing import PairedBoards
 from comptoir.tokens.model import Verified
-from comptoir.transactions import DispenseRequest, JournalBiller, State, TransactionStore
+from comptoir.transactions import DispenseRequest, State
 from comptoir_link import frames as F
 from comptoir_tools.insurer import SimulatedInsurer
-from comptoir_tools.protocol_board import QrBoard
-from comptoir_tools.wire import WireModel
+from comptoir_tools.protocol_board import QrCounters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
@@ -51,29 +46,12 @@ def test_interleaved_presentations_are_each_bound_to_their_own_person(tmp_path: 
         k = rng.randrange(FAMILIES)
         per_board[k % BOARDS].append((k, wallets[k].present_qr()))
 
-    paired = PairedBoards(tmp_path / "paired")
-    wires = [WireModel(921600, tmp_path / "dev", name=f"qr{i}", seed=i).start()
-             for i in range(BOARDS)]
-    daemon = Daemon([str(w.path_b) for w in wires], baud=921600, heartbeat_ms=500,
-                    paired=paired)
-    pres = presentations.attach(daemon, insurer.verifier, insurer.challenges, qr_hold=0.0)
-    store = TransactionStore(tmp_path / "tx.db", bytes(range(32)),
-                             JournalBiller(tmp_path / "billing.db"))
-    feed = EventFeed(store)
-    daemon.subscribe(feed.on_event)
     seen: list[Presentation] = []
-    daemon.subscribe(lambda ev: seen.append(ev) if isinstance(ev, Presentation) else None)
-    boards = [QrBoard(i, w, paired.add(bytes((0xB0, i, 0x5A, 0x5A)).hex()),
-                      [t for _, t in per_board[i]]) for i, w in enumerate(wires)]
-    daemon.start()
-    try:
-        start = time.monotonic()
-        for b in boards:
-            b.start()
-        for b in boards:
-            b.done.wait(620)
-        elapsed = time.monotonic() - start
+    with QrCounters(tmp_path, insurer, [[t for _, t in sent] for sent in per_board]) as c:
+        c.daemon.subscribe(lambda ev: seen.append(ev) if isinstance(ev, Presentation) else None)
+        elapsed = c.run(620)
         time.sleep(0.5)
+        boards, wires, store = c.boards, c.wires, c.store
         # 1. Every verdict reached its board, for its own presentation.
         for b, sent in zip(boards, per_board, strict=True):
             assert len(b.verdicts) == len(sent)
@@ -119,11 +97,3 @@ def test_interleaved_presentations_are_each_bound_to_their_own_person(tmp_path: 
             billed[k] += 1
         assert sum(billed.values()) == PRESENTATIONS
         print(f"{PRESENTATIONS} presentations on {BOARDS} boards verified in {elapsed:.1f} s")
-    finally:
-        daemon.stop()
-        pres.stop()
-        for b in boards:
-            b.ser.close()
-        for w in wires:
-            w.stop()
-        store.close()

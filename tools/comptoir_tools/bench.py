@@ -27,7 +27,6 @@ from pathlib import Path
 import serial
 
 from comptoir import logs
-from comptoir.daemon import Daemon
 from comptoir.events import Message
 from comptoir_link import frames as F
 from comptoir_tools.twin import MICROPYTHON, Twin
@@ -233,12 +232,8 @@ def daemon_cpu(presentations_n: int = 2000, boards_n: int = 4) -> dict[str, floa
     """Daemon CPU per transaction: QR presentations from 4 link-level boards, the
     daemon's own threads (board connections, event thread with verification and
     transactions) measured apart from the simulated boards and wires."""
-    from comptoir import presentations
-    from comptoir.api.feed import EventFeed
-    from comptoir.pairing import PairedBoards
-    from comptoir.transactions import JournalBiller, TransactionStore
     from comptoir_tools.insurer import SimulatedInsurer
-    from comptoir_tools.protocol_board import QrBoard
+    from comptoir_tools.protocol_board import QrCounters
 
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -248,35 +243,15 @@ def daemon_cpu(presentations_n: int = 2000, boards_n: int = 4) -> dict[str, floa
         # A phone is at one counter at a time: board b shows its own three families.
         texts = [[wallets[b + boards_n * (i % 3)].present_qr()
                   for i in range(presentations_n // boards_n)] for b in range(boards_n)]
-        paired = PairedBoards(tmp / "paired")
-        wires = [WireModel(921600, tmp / "dev", name=f"q{i}").start() for i in range(boards_n)]
-        daemon = Daemon([str(w.path_b) for w in wires], baud=921600, paired=paired)
-        pres = presentations.attach(daemon, insurer.verifier, insurer.challenges, qr_hold=0.0)
-        store = TransactionStore(tmp / "tx.db", bytes(32), JournalBiller(tmp / "b.db"))
-        daemon.subscribe(EventFeed(store).on_event)
-        boards = [QrBoard(i, w, paired.add(bytes((0xB0, i, 0x5A, 0x5A)).hex()), texts[i])
-                  for i, w in enumerate(wires)]
-        daemon.start()
-        try:
+        with QrCounters(tmp, insurer, texts) as c:
             time.sleep(1.0)
             names = ("board ", "daemon events")
-            cpu0, t0 = _thread_cpu_s(names), time.monotonic()
-            for b in boards:
-                b.start()
-            for b in boards:
-                b.done.wait(600)
+            cpu0 = _thread_cpu_s(names)
+            wall = c.run()
             time.sleep(0.3)
-            cpu, wall = _thread_cpu_s(names) - cpu0, time.monotonic() - t0
-            n = len(store.ids())
-        finally:
-            daemon.stop()
-            pres.stop()
-            for b in boards:
-                b.ser.close()
-            for w in wires:
-                w.stop()
-            store.close()
-            insurer.close()
+            cpu = _thread_cpu_s(names) - cpu0
+            n = len(c.store.ids())
+        insurer.close()
     return {"presentations": n, "cpu_ms_per_tx": cpu / n * 1e3, "wall_s": wall,
             "per_s": n / wall}
 

@@ -51,3 +51,56 @@ class QrBoard(threading.Thread):
                 self.link.send(F.QR_TEXT, oid.to_bytes(2, "little") + self.texts[i].encode())
                 i += 1
         self.done.set()
+
+
+class QrCounters:
+    """Several QrBoards on the real link (wire model at 921 600 baud) to a real
+    daemon with the presentation services and a transaction store: the pharmacy
+    side whole, the readers reduced to their link. `texts[i]` is what board i shows.
+
+        with QrCounters(tmp, insurer, texts) as c:
+            c.daemon.subscribe(...)   # before run()
+            c.run()
+    """
+
+    def __init__(self, tmp: Any, insurer: Any, texts: list[list[str]]) -> None:
+        from comptoir import presentations
+        from comptoir.api.feed import EventFeed
+        from comptoir.daemon import Daemon
+        from comptoir.pairing import PairedBoards
+        from comptoir.transactions import JournalBiller, TransactionStore
+
+        paired = PairedBoards(tmp / "paired")
+        self.wires = [WireModel(921600, tmp / "dev", name=f"qr{i}", seed=i).start()
+                      for i in range(len(texts))]
+        self.daemon = Daemon([str(w.path_b) for w in self.wires], baud=921600,
+                             heartbeat_ms=500, paired=paired)
+        self._pres = presentations.attach(self.daemon, insurer.verifier, insurer.challenges,
+                                          qr_hold=0.0)
+        self.store = TransactionStore(tmp / "tx.db", bytes(range(32)),
+                                      JournalBiller(tmp / "billing.db"))
+        self.daemon.subscribe(EventFeed(self.store).on_event)
+        self.boards = [QrBoard(i, w, paired.add(bytes((0xB0, i, 0x5A, 0x5A)).hex()), texts[i])
+                       for i, w in enumerate(self.wires)]
+
+    def __enter__(self) -> QrCounters:
+        self.daemon.start()
+        return self
+
+    def run(self, timeout: float = 600) -> float:
+        """Every board sends all its texts; the wall time it took."""
+        start = time.monotonic()
+        for b in self.boards:
+            b.start()
+        for b in self.boards:
+            b.done.wait(timeout)
+        return time.monotonic() - start
+
+    def __exit__(self, *exc: object) -> None:
+        self.daemon.stop()
+        self._pres.stop()
+        for b in self.boards:
+            b.ser.close()
+        for w in self.wires:
+            w.stop()
+        self.store.close()
