@@ -53,10 +53,19 @@ class ApiConfig:
 
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
+    """The offline rights cache and the insurer's rights service (docs/rights-cache.md)."""
+
+    enabled: bool = True  # look up every person's rights when a transaction opens
     fresh_for_s: int = 24 * 3600
     offline_max_age_s: int = 7 * 24 * 3600
     credential_max_age_s: int = 90 * 24 * 3600
     timezone: str = "Europe/Paris"
+    service_url: str = ""  # the rights service, http(s)://host[:port][/path]; "": cache only
+    service_timeout_ms: int = 1000  # per connect and per read
+    service_attempts: int = 2  # first try + retries, then the cache alone
+    breaker_threshold: int = 3  # failed attempts in a row before the service is left alone
+    breaker_cool_down_s: int = 10  # first pause; doubles after each failed trial, up to 300 s
+    dispense_wait_ms: int = 1500  # a dispensation waits this long for a refresh under way
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,10 +121,15 @@ _RANGES: dict[str, tuple[int, int]] = {
     "cache.fresh_for_s": (0, 10**9),
     "cache.offline_max_age_s": (0, 10**9),
     "cache.credential_max_age_s": (0, 10**9),
+    "cache.service_timeout_ms": (50, 30_000),
+    "cache.service_attempts": (1, 5),
+    "cache.breaker_threshold": (1, 100),
+    "cache.breaker_cool_down_s": (1, 300),
+    "cache.dispense_wait_ms": (0, 30_000),
     "transactions.open_ttl_s": (10, 7 * 24 * 3600),
     "transactions.retention_s": (0, 366 * 24 * 3600),
     "billing.lot_size": (1, 10_000),
-    "billing.lot_max_age_s": (60, 31 * 24 * 3600),
+    "billing.lot_max_age_s": (1, 31 * 24 * 3600),  # seconds are for tests and benches
 }
 
 
@@ -170,6 +184,13 @@ def _check(cfg: Config) -> None:
         raise ConfigError("cache.fresh_for_s: must not exceed cache.offline_max_age_s")
     if not c.fresh_for_s <= c.credential_max_age_s:
         raise ConfigError("cache.fresh_for_s: must not exceed cache.credential_max_age_s")
+    if c.service_url:
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(c.service_url)
+        if url.scheme not in ("http", "https") or not url.hostname or url.query:
+            raise ConfigError(f"cache.service_url: must be http(s)://host[:port][/path], "
+                              f"not {c.service_url!r}")
     try:
         import zoneinfo
 

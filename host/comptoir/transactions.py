@@ -28,7 +28,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cbor2
 from cryptography.exceptions import InvalidTag
@@ -42,6 +42,7 @@ from comptoir.billing import (
     Dispensation,
     JournalError,
     LineInput,
+    Lot,
     Nature,
     PatientRef,
     TiersPayant,
@@ -63,6 +64,9 @@ from comptoir.tokens.model import (
     Verified,
 )
 from comptoir.tokens.nir import mask_nir
+
+if TYPE_CHECKING:
+    from comptoir.patient_rights import PersonRights, RightsDesk
 
 log = logging.getLogger("comptoir.transactions")
 
@@ -87,6 +91,10 @@ CREATE TABLE IF NOT EXISTS tx (
 );
 CREATE INDEX IF NOT EXISTS tx_state ON tx (state, updated_at);
 """
+# The rights basis of a dispensed transaction's care sheet (added after the first schema:
+# an older file gets the columns at open). No personal data: a status, a reason, a source, a time.
+RIGHTS_COLUMNS = (("rights_status", "TEXT"), ("rights_reason", "TEXT"),
+                  ("rights_source", "TEXT"), ("rights_as_of", "INTEGER"))
 
 
 class State(StrEnum):
@@ -128,6 +136,24 @@ class InvalidDispensation(TransactionError):
         self.fields = fields
 
 
+class RightsRefused(TransactionError):
+    """The chosen person's rights forbid this care sheet (docs/rights-cache.md)."""
+
+    status = 409
+
+
+class RightsClosed(RightsRefused):
+    code = "rights_closed"
+
+
+class MeansBlocked(RightsRefused):
+    code = "means_blocked"
+
+
+class RightsUnconfirmed(RightsRefused):
+    code = "rights_unconfirmed"
+
+
 class Unavailable(TransactionError):
     """The transaction's personal data is gone (retention) or does not open (wrong key)."""
 
@@ -164,6 +190,7 @@ class SheetRef:
     amc: int
     patient: int
     counter: int
+    rights: PersonRights | None = None  # the rights basis it was billed on (None: not checked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +206,11 @@ class TransactionView:
     people: tuple[Person, ...]  # empty once the personal data was purged
     chosen: int | None
     sheet: SheetRef | None = None
+    # Per person (aligned with `people`) while the transaction is open and a rights cache is
+    # attached; empty otherwise. `rights_service`: what the rights service said (None: not
+    # asked by this process).
+    rights: tuple[PersonRights, ...] = ()
+    rights_service: str | None = None
 
     @property
     def chosen_person(self) -> Person | None:
@@ -256,6 +288,11 @@ class JournalBiller:
         row = self._call(lambda j: j.db.execute(
             "SELECT lot FROM sheet WHERE transaction_id=?", (transaction_id,)).fetchone())
         return None if row is None or row[0] is None else int(row[0])
+
+    def close_due(self) -> list[Lot]:
+        """Close every pharmacy's open lot older than the journal's lot_max_age."""
+        lots: list[Lot] = self._call(lambda j: j.close_due())
+        return lots
 
     def close(self) -> None:
         self._jobs.put(None)
@@ -361,10 +398,12 @@ class TransactionStore:
         open_ttl_s: float = 30 * 60,
         retention_s: float = 24 * 3600,
         clock: Callable[[], float] = time.time,
+        rights: RightsDesk | None = None,
     ) -> None:
         master = key if isinstance(key, bytes) else load_or_create_key(key)
         self._sealer = _Sealer(master)
         self.biller = biller
+        self.rights = rights
         self.open_ttl_s = open_ttl_s
         self.retention_s = retention_s
         self.clock = clock
@@ -375,6 +414,10 @@ class TransactionStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.executescript(SCHEMA)
+        have = {r[1] for r in self.db.execute("PRAGMA table_info(tx)")}
+        for name, kind in RIGHTS_COLUMNS:
+            if name not in have:
+                self.db.execute(f"ALTER TABLE tx ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         with self._lock:
@@ -401,9 +444,25 @@ class TransactionStore:
                 (tx_id, state, now, now, v.presentation_id.hex(), board_id, port,
                  channel or str(v.channel), len(people), 0 if single else None, sealed))
             self._live[tx_id] = v
+        if self.rights is not None:
+            self.rights.opened(tx_id, v)
         log.info("transaction opened", extra={"transaction": tx_id, "people": len(people),
                                               "state": str(state), "port": port})
         return self.get(tx_id)
+
+    def refresh_rights(self, tx_id: str, on_done: Callable[[], None] | None = None) -> None:
+        """Ask the rights service (if any) for this open transaction's family, in the
+        background; `on_done` runs once the answer or the failure is recorded."""
+        if self.rights is None:
+            return
+        with self._lock:
+            row = self._row(tx_id)
+            v = self._verified(tx_id, row)
+        self.rights.refresh(tx_id, v, on_done)
+
+    def wait_rights(self, tx_id: str, timeout: float = 10.0) -> bool:
+        """Wait for the rights refresh of this transaction (True at once without one)."""
+        return True if self.rights is None else self.rights.wait(tx_id, timeout)
 
     def choose(self, tx_id: str, person: object) -> TransactionView:
         """Bind the transaction to one of its people. Allowed once."""
@@ -430,6 +489,8 @@ class TransactionStore:
             self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
                             (State.CANCELLED, self.clock(), tx_id))
             self._live.pop(tx_id, None)
+        if self.rights is not None:
+            self.rights.forget(tx_id)
         log.info("transaction cancelled", extra={"transaction": tx_id})
         return self.get(tx_id)
 
@@ -438,6 +499,9 @@ class TransactionStore:
         that person: a request meant for someone else is refused, whatever its content."""
         if self.biller is None:
             raise RuntimeError("this store has no billing journal")
+        if self.rights is not None:
+            # A refresh still under way: wait for it (bounded), outside the store's lock.
+            self.rights.wait(tx_id, self.rights.dispense_wait)
         with self._lock:
             row = self._row(tx_id)
             if row["state"] != State.READY:
@@ -447,6 +511,10 @@ class TransactionStore:
                                      f"not {req.person}")
             v = self._verified(tx_id, row)
             patient = people_of(v)[row["chosen"]]
+            basis = None
+            if self.rights is not None:
+                basis = self.rights.person(v, patient)  # the chosen person's own rights
+                _judge(basis, req, patient.index)
             d = Dispensation(
                 transaction=Transaction(tx_id, v, patient.ref), finess=req.finess,
                 pharmacist_rpps=req.pharmacist_rpps, prescriber_rpps=req.prescriber_rpps,
@@ -464,11 +532,17 @@ class TransactionStore:
                     patient.ref.birth_rank):
                 raise RuntimeError(f"care sheet of {tx_id} does not name its own patient")
             self.db.execute(
-                "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=? WHERE id=?",
-                (State.DISPENSED, sheet.invoice_no, sheet.finess, self.clock(), tx_id))
+                "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=?, rights_status=?, "
+                "rights_reason=?, rights_source=?, rights_as_of=? WHERE id=?",
+                (State.DISPENSED, sheet.invoice_no, sheet.finess, self.clock(),
+                 *((None,) * 4 if basis is None else
+                   (basis.status, basis.reason, basis.source, basis.as_of)), tx_id))
             self._live.pop(tx_id, None)
-        log.info("care sheet recorded", extra={"transaction": tx_id,
-                                               "invoice": sheet.invoice_no})
+        if self.rights is not None:
+            self.rights.forget(tx_id)
+        log.info("care sheet recorded", extra={
+            "transaction": tx_id, "invoice": sheet.invoice_no,
+            "rights": None if basis is None else basis.status})
         return self.get(tx_id)
 
     def purge(self) -> tuple[int, int]:
@@ -483,6 +557,8 @@ class TransactionStore:
                 self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
                                 (State.CANCELLED, now, tx_id))
                 self._live.pop(tx_id, None)
+                if self.rights is not None:
+                    self.rights.forget(tx_id)
             cur = self.db.execute(
                 "UPDATE tx SET sealed=NULL WHERE state IN (?, ?) AND sealed IS NOT NULL "
                 "AND updated_at <= ?", (State.DISPENSED, State.CANCELLED, now - self.retention_s))
@@ -494,15 +570,24 @@ class TransactionStore:
         with self._lock:
             row = self._row(tx_id)
             people: tuple[Person, ...] = ()
+            rights: tuple[PersonRights, ...] = ()
+            service = None
             if row["sealed"] is not None:
-                people = people_of(self._verified(tx_id, row))
+                v = self._verified(tx_id, row)
+                people = people_of(v)
+                if self.rights is not None and row["state"] in (State.AWAITING_BENEFICIARY,
+                                                                 State.READY):
+                    # Each person's own rights, looked up by their own identity.
+                    rights = tuple(self.rights.person(v, p) for p in people)
+                    state = self.rights.service_state(tx_id)
+                    service = None if state is None else state.value
             sheet = None
             if row["invoice_no"] is not None and self.biller is not None:
                 sheet = self._sheet_ref(tx_id, row)
         return TransactionView(
             tx_id, State(row["state"]), row["created_at"], row["updated_at"],
             row["presentation_id"], row["board_id"], row["port"], row["channel"], people,
-            row["chosen"], sheet)
+            row["chosen"], sheet, rights, service)
 
     def ids(self) -> list[str]:
         with self._lock:
@@ -541,7 +626,32 @@ class TransactionStore:
         assert self.biller is not None
         full = self.biller.sheet(tx_id)
         lot = self.biller.lot_of(tx_id)
+        basis = None
+        if row.get("rights_status") is not None:
+            from comptoir.patient_rights import PersonRights
+
+            basis = PersonRights(row["rights_status"], row["rights_reason"] or "",
+                                 row["rights_source"], row["rights_as_of"],
+                                 row["rights_status"] in ("fresh", "stale_ok"))
         if full is None:
-            return SheetRef(row["invoice_no"], row["finess"], lot, 0, 0, 0, 0, 0)
+            return SheetRef(row["invoice_no"], row["finess"], lot, 0, 0, 0, 0, 0, basis)
         return SheetRef(full.invoice_no, full.finess, lot, full.total, full.amo, full.amc,
-                        full.patient, full.counter)
+                        full.patient, full.counter, basis)
+
+
+def _judge(basis: PersonRights, req: DispenseRequest, index: int) -> None:
+    """May the chosen person's care sheet be made on these rights? (docs/rights-cache.md)"""
+    when = "" if basis.as_of is None else \
+        f" as of {dt.datetime.fromtimestamp(basis.as_of, dt.UTC):%Y-%m-%d %H:%M} UTC"
+    said = f"{basis.source or 'no source'}{when}"
+    if basis.status == "expired":
+        raise RightsClosed(f"person {index}: AMO rights closed ({basis.reason}, {said}): no care "
+                           "sheet can be made")
+    if basis.status == "blocked":
+        raise MeansBlocked(f"person {index}: the presented phone is {basis.reason}: no care "
+                           "sheet on it")
+    if not basis.billable and (req.tiers_payant.amo or req.tiers_payant.amc):
+        raise RightsUnconfirmed(
+            f"person {index}: rights {basis.status} ({basis.reason}, {said}): tiers payant "
+            "needs confirmed rights; dispense without tiers payant (the patient pays, the sheet "
+            "records the basis) or refresh the rights")

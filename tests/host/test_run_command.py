@@ -81,3 +81,61 @@ token_file = "{tmp_path / 'api-token'}"
             out = run.communicate(timeout=10)[0]
             board.stop()
         assert run.returncode == 0, out
+
+
+def test_run_closes_lots_by_age_and_stops_cleanly(tmp_path: Path) -> None:
+    """A care sheet left in an open lot (the daemon was stopped before the lot filled): the
+    running daemon closes the lot once it is older than billing.lot_max_age_s, then exits on
+    SIGTERM with its periodic tasks stopped."""
+    import sqlite3
+
+    from billing_fixtures import dispensation
+
+    from comptoir.billing import Journal
+
+    trust = tmp_path / "trust"
+    subprocess.run([str(COMPTOIR), "pki", "init", str(trust)], check=True, capture_output=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    with Journal(data / "billing.db") as j:
+        j.record(dispensation(tx="TX-AGE-1"))
+        assert j.lots() == []
+    cfg = tmp_path / "comptoir.toml"
+    cfg.write_text(f"""
+[boards]
+discover = true
+require_pairing = false
+[paths]
+data_dir = "{data}"
+keys_dir = "{tmp_path / 'keys'}"
+[api]
+port = {_free_port()}
+token_file = "{tmp_path / 'api-token'}"
+[billing]
+lot_max_age_s = 1
+""")
+    run = subprocess.Popen([str(COMPTOIR), "run", "--config", str(cfg), "--trust-dir",
+                            str(trust)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    try:
+        lot = None
+        deadline = time.monotonic() + 20
+        while lot is None and time.monotonic() < deadline and run.poll() is None:
+            time.sleep(0.2)
+            db = sqlite3.connect(f"file:{data / 'billing.db'}?mode=ro", uri=True, timeout=5)
+            try:
+                lot = db.execute("SELECT lot FROM sheet WHERE transaction_id='TX-AGE-1'"
+                                 ).fetchone()[0]
+            finally:
+                db.close()
+        assert lot == 1, run.poll()
+    finally:
+        run.send_signal(signal.SIGTERM)
+        started = time.monotonic()
+        out = run.communicate(timeout=15)[0]
+    assert run.returncode == 0, out
+    assert time.monotonic() - started < 10
+    assert '"lot closed by age"' in out and '"lot": 1' in out
+    with Journal(data / "billing.db") as j:
+        (closed,) = j.lots()
+        assert closed.count == 1 and closed.first_invoice == 1

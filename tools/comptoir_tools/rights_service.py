@@ -10,6 +10,7 @@ errors and outages. Generated fake families only.
     svc.outage = True          # every request answered 503
     svc.fail_next(2, 500)      # the next 2 requests fail with that status
     svc.swap_identity = True   # answers about another family (the mix-up a client must refuse)
+    svc.close_rights(nir, members=[2])   # the insurer closes the rights of beneficiary 2
     svc.stop()                 # connections refused
 Command line: `python -m comptoir_tools.rights_service --port 8780 --families 100`.
 """
@@ -24,7 +25,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -61,14 +62,22 @@ class RightsService:
         with self._lock:
             self.families.pop(nir, None)
 
-    def close_rights(self, nir: str, *, as_of: int | None = None) -> None:
-        """The insurer closes the AMO rights of a whole family (e.g. affiliation moved)."""
+    def close_rights(
+        self, nir: str, *, as_of: int | None = None, members: Collection[int] | None = None
+    ) -> None:
+        """The insurer closes the AMO rights of a whole family (e.g. affiliation moved), or of
+        some `members` only (0 = the insured person, i = the i-th beneficiary)."""
+        shut = set(range(1 + len(self.families[nir][0].beneficiaries))) if members is None \
+            else set(members)
         with self._lock:
             fam, _ = self.families[nir]
-            insured = dataclasses.replace(fam.insured, rights=())
-            members = tuple(dataclasses.replace(b, rights=()) for b in fam.beneficiaries)
+            insured = dataclasses.replace(fam.insured, rights=()) if 0 in shut else fam.insured
+            members_ = tuple(
+                dataclasses.replace(b, rights=()) if i in shut else b
+                for i, b in enumerate(fam.beneficiaries, 1)
+            )
             self.families[nir] = (
-                dataclasses.replace(fam, insured=insured, beneficiaries=members),
+                dataclasses.replace(fam, insured=insured, beneficiaries=members_),
                 as_of,
             )
 

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from comptoir.billing import LineInput, TiersPayant
+from comptoir.patient_rights import PersonRights
 from comptoir.transactions import DispenseRequest, TransactionView
 
 MAX_BODY = 64 * 1024
@@ -108,12 +109,23 @@ def transaction(tx: TransactionView) -> dict[str, Any]:
             {"person": p.index, "role": "insured" if p.index == 0 else "beneficiary",
              "rank": p.rank, "quality": p.quality, "family_name": p.family_name,
              "given_names": p.given_names, "birth_date": str(p.birth_date),
-             "birth_rank": p.ref.birth_rank, "nir_masked": p.masked_nir}
+             "birth_rank": p.ref.birth_rank, "nir_masked": p.masked_nir,
+             "rights": rights(tx.rights[p.index]) if tx.rights else None}
             for p in tx.people
         ],
         "chosen": tx.chosen,
+        "rights_service": tx.rights_service,
         "care_sheet": None if tx.sheet is None else {
             "invoice_no": tx.sheet.invoice_no, "finess": tx.sheet.finess, "lot": tx.sheet.lot,
             "total": tx.sheet.total, "amo": tx.sheet.amo, "amc": tx.sheet.amc,
-            "patient": tx.sheet.patient, "counter": tx.sheet.counter},
+            "patient": tx.sheet.patient, "counter": tx.sheet.counter,
+            "rights": None if tx.sheet.rights is None else rights(tx.sheet.rights)},
     }
+
+
+def rights(r: PersonRights) -> dict[str, Any]:
+    """One person's rights verdict: status, why, and the source and time it rests on."""
+    return {"status": r.status, "billable": r.billable, "reason": r.reason, "source": r.source,
+            "as_of": r.as_of,
+            "as_of_iso": None if r.as_of is None else
+            dt.datetime.fromtimestamp(r.as_of, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}

@@ -19,7 +19,7 @@ from typing import Any
 from comptoir.events import BoardDown, BoardRefused, BoardUp, PortLost
 from comptoir.nfc_service import Presentation, TapFailed
 from comptoir.tokens.model import Verified
-from comptoir.transactions import TransactionStore, TransactionView
+from comptoir.transactions import TransactionError, TransactionStore, TransactionView
 
 log = logging.getLogger("comptoir.api")
 
@@ -80,6 +80,20 @@ class EventFeed:
             rec["verdict"] = "error" if reason == "internal_error" else "refused"
             rec["reason"] = reason
         self.publish("presentation", rec)
+        if "transaction" in rec and self.store is not None:
+            # Then the rights service, in the background: a `transaction` event with action
+            # `rights` follows once it answered (or failed), after the presentation's event.
+            tx_id = rec["transaction"]
+            self.store.refresh_rights(tx_id, lambda: self._rights_refreshed(tx_id))
+
+    def _rights_refreshed(self, tx_id: str) -> None:
+        assert self.store is not None
+        try:
+            tx = self.store.get(tx_id)
+        except TransactionError:
+            return
+        if tx.rights:  # still open
+            self.publish("transaction", {"action": "rights", **transaction_summary(tx)})
 
     def transaction_changed(self, tx: TransactionView, action: str) -> None:
         if self.metrics is not None:
@@ -128,6 +142,10 @@ class EventFeed:
 
 
 def transaction_summary(tx: TransactionView) -> dict[str, Any]:
+    """No names, no NIR: the rights are statuses by person index."""
     return {"transaction": tx.id, "state": str(tx.state), "people": len(tx.people),
             "chosen": tx.chosen,
-            "invoice_no": tx.sheet.invoice_no if tx.sheet else None}
+            "invoice_no": tx.sheet.invoice_no if tx.sheet else None,
+            "rights": [r.status for r in tx.rights],
+            "rights_service": tx.rights_service,
+            "rights_basis": tx.sheet.rights.status if tx.sheet and tx.sheet.rights else None}

@@ -1,22 +1,35 @@
 """Everything `comptoir run` needs around the daemon, from the configuration: the transaction
-store and its billing journal, metrics, the event feed and the HTTP server, subscribed to the
-daemon's events. One call to start, one to stop."""
+store with its billing journal and the offline rights cache, metrics, the event feed and the
+HTTP server, subscribed to the daemon's events; and the periodic work: expiry and retention of
+transactions, lots closed by age. One call to start, one to stop."""
 
 from __future__ import annotations
 
+import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from comptoir.config import Config
 from comptoir.metrics import Metrics
+from comptoir.patient_rights import RightsDesk
+from comptoir.rights import (
+    CircuitBreaker,
+    ClientPolicy,
+    RightsCache,
+    RightsClient,
+    StalenessPolicy,
+)
 from comptoir.transactions import JournalBiller, TransactionStore
 
 from .auth import load_or_create_token
 from .feed import EventFeed
 from .server import ApiServer
 
+log = logging.getLogger("comptoir.api")
+
 PURGE_EVERY_S = 60.0
+LOTS_EVERY_S = 60.0  # at most; more often when billing.lot_max_age_s is short
 
 
 @dataclass
@@ -27,14 +40,48 @@ class Services:
     feed: EventFeed
     api: ApiServer | None
     _stop: threading.Event
+    rights: RightsDesk | None = None
+    threads: list[threading.Thread] = field(default_factory=list)
 
     def stop(self) -> None:
         self._stop.set()
         if self.api is not None:
             self.api.stop()
+        for t in self.threads:  # the periodic tasks finish what they are doing
+            t.join(timeout=10)
         self.feed.close()
+        if self.rights is not None:
+            self.rights.close()
         self.store.close()
         self.biller.close()
+
+
+def open_rights(cfg: Config) -> RightsDesk:
+    """The rights cache (rebuilt if unusable: reported in the log) and, when configured, the
+    client of the rights service with its circuit breaker."""
+    c = cfg.cache
+    client = None
+    if c.service_url:
+        client = RightsClient(
+            c.service_url,
+            policy=ClientPolicy(timeout=c.service_timeout_ms / 1000, attempts=c.service_attempts,
+                                backoff=0.1, backoff_max=0.5, retry_after_max=1.0),
+            breaker=CircuitBreaker(threshold=c.breaker_threshold,
+                                   cool_down=float(c.breaker_cool_down_s),
+                                   max_cool_down=max(300.0, float(c.breaker_cool_down_s))))
+    cache = RightsCache.open(
+        cfg.rights_db, cfg.rights_key,
+        policy=StalenessPolicy(fresh_for=c.fresh_for_s, offline_max_age=c.offline_max_age_s,
+                               credential_max_age=c.credential_max_age_s, timezone=c.timezone),
+        client=client)
+    for r in cache.rebuilds:
+        log.error("rights cache was rebuilt at start", extra={"why": r.reason,
+                                                              "salvaged_rows": r.salvaged})
+    return RightsDesk(cache, dispense_wait=c.dispense_wait_ms / 1000)
+
+
+def lots_every(cfg: Config) -> float:
+    return min(LOTS_EVERY_S, max(0.5, cfg.billing.lot_max_age_s / 4))
 
 
 def start_services(cfg: Config, daemon: Any) -> Services:
@@ -43,9 +90,10 @@ def start_services(cfg: Config, daemon: Any) -> Services:
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     biller = JournalBiller(cfg.billing_db, lot_size=cfg.billing.lot_size,
                            lot_max_age=cfg.billing.lot_max_age_s)
+    rights = open_rights(cfg) if cfg.cache.enabled else None
     store = TransactionStore(cfg.transactions_db, cfg.transactions_key, biller,
                              open_ttl_s=cfg.transactions.open_ttl_s,
-                             retention_s=cfg.transactions.retention_s)
+                             retention_s=cfg.transactions.retention_s, rights=rights)
     metrics = Metrics(lambda: {p: s.state for p, s in list(daemon.status.items())})
     feed = EventFeed(store, metrics)
     daemon.subscribe(metrics.on_event)
@@ -60,7 +108,25 @@ def start_services(cfg: Config, daemon: Any) -> Services:
 
     def purge() -> None:  # expiry and retention, off the daemon's event thread
         while not stop.wait(PURGE_EVERY_S):
-            store.purge()
+            try:
+                store.purge()
+            except Exception:
+                log.exception("transactions purge failed")
 
-    threading.Thread(target=purge, name="transactions purge", daemon=True).start()
-    return Services(store, biller, metrics, feed, api, stop)
+    def close_lots() -> None:  # lots closed by age; once at start (the PC was off), then often
+        every = lots_every(cfg)
+        while True:
+            try:
+                for lot in biller.close_due():
+                    log.info("lot closed by age", extra={"finess": lot.finess, "lot": lot.seq,
+                                                         "count": lot.count})
+            except Exception:
+                log.exception("closing lots by age failed")
+            if stop.wait(every):
+                return
+
+    threads = [threading.Thread(target=purge, name="transactions purge", daemon=True),
+               threading.Thread(target=close_lots, name="billing lots by age", daemon=True)]
+    for t in threads:
+        t.start()
+    return Services(store, biller, metrics, feed, api, stop, rights, threads)

@@ -1,0 +1,224 @@
+"""The offline rights cache at the counter: the rights of each person of a transaction.
+
+When a verified presentation opens a transaction, the rights the insurer signed into the
+credential are recorded in the cache (`RightsCache.record_verified`, local SQLite, no network)
+and every person's verdict is read from the cache at once: the counter never waits on the
+network to show who is covered. Then, when a rights service is configured, one background
+worker asks it for the family (through the cache's client: bounded timeouts, retries, circuit
+breaker) and records the answer; the transaction's view is read from the cache again, and the
+caller is told (the API's event stream publishes it).
+
+Every look-up is keyed by the person's own identity (insured NIR, birth date, birth rank,
+qualité) built from the credential at that person's index, checked against the transaction's
+Person, and the record the cache returns must carry that same identity. The dispensation of a
+transaction waits at most `dispense_wait` seconds for a refresh still under way, then judges
+the chosen person's rights from the cache (docs/rights-cache.md, "At the counter").
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from comptoir.rights import (
+    BeneficiaryId,
+    RightsAnswer,
+    RightsCache,
+    RightsError,
+    ServiceError,
+    ServiceUnavailable,
+    Status,
+    beneficiary_id,
+    insured_id,
+)
+from comptoir.tokens.model import Verified
+
+if TYPE_CHECKING:
+    from comptoir.transactions import Person
+
+log = logging.getLogger("comptoir.rights")
+
+MAX_TRACKED = 10_000  # refresh states kept for open transactions (oldest forgotten first)
+
+
+class ServiceState(StrEnum):
+    """What the insurer's rights service said for a transaction's family."""
+
+    OFF = "off"  # no rights service configured: the cache alone
+    PENDING = "pending"  # being asked now
+    ANSWERED = "answered"  # answered; its answer is in the cache
+    UNAVAILABLE = "unavailable"  # down, timed out or circuit open: the cache alone
+    REJECTED = "rejected"  # answered something unusable (another family, bad data): not stored
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRights:
+    """One person's rights verdict. `source`/`as_of`: of the AMO rights it rests on (what a
+    care sheet billed on it records). Never personal data."""
+
+    status: str  # comptoir.rights.Status value
+    reason: str
+    source: str | None  # "credential" | "service" | None
+    as_of: int | None  # unix seconds when that source asserted the rights
+    billable: bool
+
+    @classmethod
+    def of(cls, answer: RightsAnswer) -> PersonRights:
+        return cls(answer.status.value, answer.reason,
+                   None if answer.source is None else answer.source.label,
+                   answer.obtained_at, answer.billable)
+
+
+UNKNOWN = PersonRights(Status.UNKNOWN.value, "cache_unavailable", None, None, False)
+
+
+def who_of(v: Verified, index: int) -> BeneficiaryId:
+    """The rights identity of person `index` of a verified credential (0 = the insured)."""
+    if index == 0:
+        return insured_id(v.insured)
+    return beneficiary_id(v.beneficiaries[index - 1])
+
+
+def _checked_who(v: Verified, person: Person) -> BeneficiaryId:
+    who = who_of(v, person.index)
+    ref = person.ref
+    if (who.nir, who.birth_date, who.birth_rank, who.quality) != (
+            ref.insured_nir, ref.birth_date, ref.birth_rank, person.quality):
+        raise RuntimeError("rights identity does not match the transaction's person")
+    return who
+
+
+class RightsDesk:
+    def __init__(self, cache: RightsCache, *, dispense_wait: float = 1.5) -> None:
+        self.cache = cache
+        self.dispense_wait = dispense_wait
+        self._lock = threading.Lock()
+        self._state: collections.OrderedDict[str, ServiceState] = collections.OrderedDict()
+        self._done: dict[str, threading.Event] = {}
+        self._jobs: queue.Queue[tuple[str, str, Callable[[], None] | None] | None] = \
+            queue.Queue()
+        self._worker: threading.Thread | None = None
+        if cache.client is not None:
+            self._worker = threading.Thread(target=self._run, name="rights refresh",
+                                            daemon=True)
+            self._worker.start()
+
+    @property
+    def online(self) -> bool:
+        return self.cache.client is not None
+
+    def close(self) -> None:
+        if self._worker is not None:
+            self._jobs.put(None)
+            self._worker.join(timeout=10)
+        self.cache.close()
+
+    # --- at the opening of a transaction ----------------------------------------------------
+
+    def opened(self, tx_id: str, v: Verified) -> None:
+        """Record the credential's rights (local, fast). A cache that cannot take them (full
+        disk) is logged: the people then read `unknown` unless the service answers."""
+        try:
+            self.cache.record_verified(v)
+        except (RightsError, ValueError, sqlite3.Error) as e:
+            log.error("rights from the credential not recorded",
+                      extra={"transaction": tx_id, "why": type(e).__name__})
+        with self._lock:
+            self._state[tx_id] = ServiceState.OFF if not self.online else ServiceState.PENDING
+            self._done[tx_id] = threading.Event()
+            if not self.online:
+                self._done[tx_id].set()
+            while len(self._state) > MAX_TRACKED:
+                old, _ = self._state.popitem(last=False)
+                self._done.pop(old, None)
+
+    def refresh(self, tx_id: str, v: Verified, on_done: Callable[[], None] | None = None) -> None:
+        """Ask the service for the family in the background; `on_done` runs after the answer
+        (or the failure) is recorded. Without a service: nothing to do."""
+        if not self.online:
+            return
+        self._jobs.put((tx_id, v.insured.nir, on_done))
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            tx_id, nir, on_done = job
+            state = self._ask(tx_id, nir)
+            with self._lock:
+                if tx_id in self._state:
+                    self._state[tx_id] = state
+                done = self._done.get(tx_id)
+            if done is not None:
+                done.set()
+            if on_done is not None:
+                try:
+                    on_done()
+                except Exception:
+                    log.exception("rights refresh callback failed")
+
+    def _ask(self, tx_id: str, nir: str) -> ServiceState:
+        client = self.cache.client
+        assert client is not None
+        started = time.monotonic()
+        try:
+            records = client.family(nir)
+            self.cache.record_service(nir, records)
+            state = ServiceState.ANSWERED
+        except ServiceUnavailable as e:
+            state, why = ServiceState.UNAVAILABLE, str(e)
+        except ServiceError as e:
+            state, why = ServiceState.REJECTED, str(e)
+        except (RightsError, ValueError, sqlite3.Error) as e:  # the answer was not stored
+            state, why = ServiceState.REJECTED, type(e).__name__
+        else:
+            why = ""
+        log.info("rights service asked", extra={
+            "transaction": tx_id, "result": state.value, "why": why,
+            "ms": round((time.monotonic() - started) * 1000, 1),
+            "breaker": client.breaker.state.value})
+        return state
+
+    def service_state(self, tx_id: str) -> ServiceState | None:
+        """None: not asked by this process (a transaction reopened after a restart)."""
+        with self._lock:
+            return self._state.get(tx_id)
+
+    def wait(self, tx_id: str, timeout: float) -> bool:
+        """Wait until the refresh of this transaction is over; False on timeout."""
+        with self._lock:
+            done = self._done.get(tx_id)
+        return True if done is None else done.wait(timeout)
+
+    def forget(self, tx_id: str) -> None:
+        with self._lock:
+            self._state.pop(tx_id, None)
+            self._done.pop(tx_id, None)
+
+    # --- verdicts ----------------------------------------------------------------------------
+
+    def person(self, v: Verified, person: Person, now: int | None = None) -> PersonRights:
+        """This person's rights from the cache alone (never the network)."""
+        who = _checked_who(v, person)
+        try:
+            answer = self.cache.rights_for(who, now, credential_id=v.credential_id)
+        except (RightsError, sqlite3.Error) as e:
+            log.error("rights cache not readable", extra={"why": type(e).__name__})
+            return UNKNOWN
+        if answer.record is not None and answer.record.who != who:
+            raise RuntimeError("the rights cache answered for another person")
+        return PersonRights.of(answer)
+
+    def for_dispense(self, tx_id: str, v: Verified, person: Person) -> PersonRights:
+        """The chosen person's rights when dispensing: after the refresh under way, if it ends
+        within `dispense_wait` seconds."""
+        if not self.wait(tx_id, self.dispense_wait):
+            log.warning("dispensing before the rights service answered",
+                        extra={"transaction": tx_id})
+        return self.person(v, person)
