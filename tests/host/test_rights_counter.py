@@ -497,3 +497,40 @@ def test_event_stream_carries_rights_statuses(counter: Counter) -> None:
                                                           ("transaction", "rights")]
     assert got[0]["rights"] == ["fresh", "fresh"]  # the credential's, before the service
     assert got[1]["rights"] == ["fresh", "expired"] and got[1]["rights_service"] == "answered"
+
+
+def test_views_have_what_openapi_requires(counter: Counter) -> None:
+    doc = json.loads((Path(__file__).resolve().parents[2] / "docs" / "openapi.json").read_text())
+    schemas = doc["components"]["schemas"]
+    fam = counter.world.family(91, beneficiaries=1)
+    counter.svc.add_family(fam)
+    tx = counter.present(fam)
+    view = counter.view(tx)
+    assert set(schemas["Transaction"]["required"]) <= set(view)
+    for p in view["people"]:
+        assert set(schemas["Person"]["required"]) <= set(p)
+        assert set(schemas["Rights"]["required"]) == set(p["rights"])
+        assert p["rights"]["status"] in schemas["Rights"]["properties"]["status"]["enum"]
+    assert view["rights_service"] in schemas["Transaction"]["properties"]["rights_service"]["enum"]
+    counter.choose(tx, 1)
+    status, body = counter.dispense(tx, 1)
+    assert status == 201
+    assert set(schemas["CareSheet"]["required"]) <= set(body["care_sheet"])
+    for code in ("rights_closed", "means_blocked", "rights_unconfirmed"):
+        assert code in schemas["Error"]["properties"]["error"]["enum"]
+
+
+def test_an_opposed_phone_is_blocked(counter: Counter) -> None:
+    """The phone was declared lost after it was presented (the opposition list reached the
+    cache): its transaction shows `blocked` and no care sheet is made on it."""
+    counter.svc.stop()
+    fam = counter.world.family(92, beneficiaries=1)
+    tx = counter.present(fam)
+    v = counter.store._live[tx]
+    counter.cache.record_opposition([(v.credential_id, NOW - 60)])
+    view = counter.view(tx)
+    assert statuses(view) == ["blocked", "blocked"]
+    assert view["people"][0]["rights"]["reason"] == "means_opposed"
+    counter.choose(tx, 0)
+    status, body = counter.dispense(tx, 0, amo=False)
+    assert status == 409 and body["error"] == "means_blocked", body
