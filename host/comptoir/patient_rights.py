@@ -103,8 +103,9 @@ class RightsDesk:
         self._lock = threading.Lock()
         self._state: collections.OrderedDict[str, ServiceState] = collections.OrderedDict()
         self._done: dict[str, threading.Event] = {}
-        self._jobs: queue.Queue[tuple[str, str, Callable[[], None] | None] | None] = \
-            queue.Queue()
+        self._jobs: queue.Queue[
+            tuple[str, str, Callable[[str], None] | None, threading.Event] | None
+        ] = queue.Queue()
         self._worker: threading.Thread | None = None
         if cache.client is not None:
             self._worker = threading.Thread(target=self._run, name="rights refresh",
@@ -124,42 +125,53 @@ class RightsDesk:
     # --- at the opening of a transaction ----------------------------------------------------
 
     def opened(self, tx_id: str, v: Verified) -> None:
-        """Record the credential's rights (local, fast). A cache that cannot take them (full
-        disk) is logged: the people then read `unknown` unless the service answers."""
+        """Record the credential's rights (local, fast) and mark the family as being asked
+        (when a service is configured). A cache that cannot take the rights (full disk) is
+        logged: the people then read `unknown` unless the service answers."""
         try:
             self.cache.record_verified(v)
         except (RightsError, ValueError, sqlite3.Error) as e:
             log.error("rights from the credential not recorded",
                       extra={"transaction": tx_id, "why": type(e).__name__})
+        self._pending(tx_id)
+
+    def _pending(self, tx_id: str) -> threading.Event:
+        done = threading.Event()
         with self._lock:
-            self._state[tx_id] = ServiceState.OFF if not self.online else ServiceState.PENDING
-            self._done[tx_id] = threading.Event()
-            if not self.online:
-                self._done[tx_id].set()
+            self._state[tx_id] = ServiceState.PENDING if self.online else ServiceState.OFF
+            self._state.move_to_end(tx_id)
+            self._done[tx_id] = done
             while len(self._state) > MAX_TRACKED:
                 old, _ = self._state.popitem(last=False)
                 self._done.pop(old, None)
+        if not self.online:
+            done.set()
+        return done
 
-    def refresh(self, tx_id: str, v: Verified, on_done: Callable[[], None] | None = None) -> None:
-        """Ask the service for the family in the background; `on_done` runs after the answer
-        (or the failure) is recorded. Without a service: nothing to do."""
+    def refresh(self, tx_id: str, v: Verified, on_done: Callable[[str], None] | None = None,
+                *, again: bool = False) -> None:
+        """Ask the service for the family in the background; `on_done(tx_id)` runs after the
+        answer (or the failure) is recorded. `again`: a new request for a transaction already
+        asked (marked pending anew). Without a service: nothing to do."""
         if not self.online:
             return
-        self._jobs.put((tx_id, v.insured.nir, on_done))
+        with self._lock:
+            done = self._done.get(tx_id)
+        if again or done is None:
+            done = self._pending(tx_id)
+        self._jobs.put((tx_id, v.insured.nir, on_done, done))
 
     def _run(self) -> None:
         while (job := self._jobs.get()) is not None:
-            tx_id, nir, on_done = job
+            tx_id, nir, on_done, done = job
             state = self._ask(tx_id, nir)
             with self._lock:
-                if tx_id in self._state:
+                if self._done.get(tx_id) is done:  # not forgotten, not asked again since
                     self._state[tx_id] = state
-                done = self._done.get(tx_id)
-            if done is not None:
-                done.set()
+            done.set()
             if on_done is not None:
                 try:
-                    on_done()
+                    on_done(tx_id)
                 except Exception:
                     log.exception("rights refresh callback failed")
 

@@ -426,9 +426,12 @@ class TransactionStore:
     # --- writing ---------------------------------------------------------------------------
 
     def create(self, v: Verified, *, board_id: str = "", port: str = "",
-               channel: str | None = None) -> TransactionView:
+               channel: str | None = None,
+               on_rights: Callable[[str], None] | None = None) -> TransactionView:
         """A new transaction for an accepted presentation. With nobody but the insured person
-        on the credential, that person is chosen at once (there is nothing to choose)."""
+        on the credential, that person is chosen at once (there is nothing to choose).
+        With a rights desk: the credential's rights are recorded and the rights service is
+        asked in the background; `on_rights(tx_id)` runs once it answered or failed."""
         if not isinstance(v, Verified):
             raise TypeError("only a verified presentation opens a transaction")
         tx_id = secrets.token_hex(ID_BYTES)
@@ -437,6 +440,9 @@ class TransactionStore:
         now = self.clock()
         state = State.READY if single else State.AWAITING_BENEFICIARY
         sealed = self._sealer.seal(tx_id, _encode_verified(v))
+        if self.rights is not None:
+            # Before the row is visible: whoever sees the transaction sees its rights state.
+            self.rights.opened(tx_id, v)
         with self._lock:
             self.db.execute(
                 "INSERT INTO tx (id, state, created_at, updated_at, presentation_id, board_id, "
@@ -445,20 +451,22 @@ class TransactionStore:
                  channel or str(v.channel), len(people), 0 if single else None, sealed))
             self._live[tx_id] = v
         if self.rights is not None:
-            self.rights.opened(tx_id, v)
+            self.rights.refresh(tx_id, v, on_rights)
         log.info("transaction opened", extra={"transaction": tx_id, "people": len(people),
                                               "state": str(state), "port": port})
         return self.get(tx_id)
 
-    def refresh_rights(self, tx_id: str, on_done: Callable[[], None] | None = None) -> None:
-        """Ask the rights service (if any) for this open transaction's family, in the
-        background; `on_done` runs once the answer or the failure is recorded."""
-        if self.rights is None:
-            return
+    def refresh_rights(self, tx_id: str, on_done: Callable[[str], None] | None = None) -> None:
+        """Ask the rights service (if any) again for this open transaction's family, in the
+        background; `on_done(tx_id)` runs once the answer or the failure is recorded."""
         with self._lock:
             row = self._row(tx_id)
+            if row["state"] not in (State.AWAITING_BENEFICIARY, State.READY):
+                raise WrongState(f"transaction is {row['state']}: rights are asked for an open "
+                                 "transaction only")
             v = self._verified(tx_id, row)
-        self.rights.refresh(tx_id, v, on_done)
+        if self.rights is not None:
+            self.rights.refresh(tx_id, v, on_done, again=True)
 
     def wait_rights(self, tx_id: str, timeout: float = 10.0) -> bool:
         """Wait for the rights refresh of this transaction (True at once without one)."""
@@ -654,4 +662,4 @@ def _judge(basis: PersonRights, req: DispenseRequest, index: int) -> None:
         raise RightsUnconfirmed(
             f"person {index}: rights {basis.status} ({basis.reason}, {said}): tiers payant "
             "needs confirmed rights; dispense without tiers payant (the patient pays, the sheet "
-            "records the basis) or refresh the rights")
+            "records the basis) or ask the rights service again")

@@ -282,9 +282,12 @@ def test_service_down_opens_the_breaker_and_the_cache_serves(tmp_path: Path) -> 
         t2 = c.present(fams[1])
         assert c.svc.requests == 3, "the breaker let a request through while open"
         assert c.view(t2)["rights_service"] == "unavailable"
-        # Back up, after the cool-down: the next patient gets a trial, and it answers.
+        # Back up, after the cool-down: the pharmacist asks again for the waiting patient.
         c.svc.outage = False
         time.sleep(0.6)
+        status, view = c.call("POST", f"/v1/transactions/{t2}/rights")
+        assert status == 200 and view["rights_service"] == "answered", view
+        assert view["people"][1]["rights"]["source"] == "service"
         t3 = c.present(fams[2])
         assert c.view(t3)["rights_service"] == "answered"
         assert c.view(t3)["people"][0]["rights"]["source"] == "service"
@@ -310,6 +313,8 @@ def test_rights_closed_by_the_insurer_refuse_the_dispensation(counter: Counter) 
     status, _ = counter.dispense(tx, 2, amo=False)
     assert status == 409  # closed rights: no care sheet at all
     assert counter.call("POST", f"/v1/transactions/{tx}/cancel")[0] == 200
+    status, body = counter.call("POST", f"/v1/transactions/{tx}/rights")
+    assert status == 409 and body["error"] == "wrong_state"
     # The same family's insured person, on another presentation, is served.
     tx2 = counter.present(fam)
     counter.choose(tx2, 0)

@@ -31,8 +31,10 @@ from comptoir.qr import QrPipeline
 from comptoir_tools import boards
 from comptoir_tools.camera_sim import FrameFile
 from comptoir_tools.firmware_build import compile_tree
+from comptoir_tools.identities import Family
 from comptoir_tools.insurer import SimulatedInsurer
 from comptoir_tools.pn532_sim import PN532Sim, Timing
+from comptoir_tools.rights_service import RightsService
 from comptoir_tools.wire import WireModel
 
 MICROPYTHON = Path(sys.executable).with_name("micropython")
@@ -202,12 +204,14 @@ class Twin:
         qr_hold: float = 5.0,
         kinds: list[str] | None = None,
         camera_baud: int | None = None,
+        rights_service: bool = False,
     ) -> None:
         """kinds: per board, "link" (no peripheral), "nfc", "camera", "camera+nfc",
         or "board:NAME" to run a definition from boards/ (its PN532 and camera
         simulated, its heap 100 KB without PSRAM, 2 MB with); by default every
         board is what `nfc` and `camera` say. Camera boards run at camera_baud
-        (default: baud)."""
+        (default: baud). rights_service: also run the simulated insurer's rights
+        service (`self.rights_service`, on 127.0.0.1; `serve_rights` gives it families)."""
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.n = boards
@@ -232,10 +236,13 @@ class Twin:
         self.nfc_service: NfcService | None = None
         self.qr: QrPipeline | None = None
         self.presentations: presentations.PresentationServices | None = None
+        self.rights_service: RightsService | None = RightsService() if rights_service else None
         self._up = threading.Condition()
         self._up_ports: set[str] = set()
 
     def start(self) -> Twin:
+        if self.rights_service is not None:
+            self.rights_service.start()
         fw_dir = self.workdir / "firmware"
         compile_tree(out=fw_dir)
         # Each simulated board is provisioned as `comptoir flash` would: a key in
@@ -291,6 +298,14 @@ class Twin:
         for b in self.boards:
             b.firmware.start()
         return self
+
+    def serve_rights(self, fam: Family, *, closed: list[int] | None = None) -> None:
+        """The rights service knows this family (and has closed these members' rights:
+        0 = the insured person, i = beneficiary i)."""
+        assert self.rights_service is not None, "Twin(rights_service=True)"
+        self.rights_service.add_family(fam)
+        if closed:
+            self.rights_service.close_rights(fam.insured.nir, members=closed)
 
     def _board_file(self, kind: str) -> tuple[Path | None, str]:
         """The board definition a board of this kind runs, and its heap size."""
@@ -355,6 +370,8 @@ class Twin:
                 b.pn532_wire.stop()
         if self.insurer:
             self.insurer.close()
+        if self.rights_service is not None:
+            self.rights_service.stop()
         if self._tmp is not None:
             self._tmp.cleanup()
 

@@ -3,17 +3,23 @@
 Starts simulated reader boards (the real firmware on MicroPython behind the
 wire model) and the real daemon, then prints what happens: boards saying HELLO,
 their status (free heap, link counters), and a scripted demonstration of the
-link surviving line noise, a cut cable and a board losing power.
+link surviving line noise, a cut cable and a board losing power. The dispensing
+software's part is played through the local API: it reads each transaction's
+rights (the offline cache, refreshed from the simulated insurer's rights
+service, which goes down for a while in the demo), picks the person and
+dispenses; closed rights are refused by the daemon.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import itertools
 import json
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from typing import Any
 
@@ -41,6 +47,19 @@ class Terminal:
         self.quiet = False
         self.presented = threading.Event()  # a verdict came back (the demo waits for it)
         self.api: tuple[Any, str, str] | None = None  # (store, base URL, token)
+        self.dispensed: list[str] = []  # transaction ids with a care sheet
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        assert self.api is not None
+        _, base, token = self.api
+        req = urllib.request.Request(
+            base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
 
     def say(self, text: str) -> None:
         if self.quiet:
@@ -48,29 +67,56 @@ class Terminal:
         with self._lock:
             print(f"[{time.monotonic() - self.t0:7.2f}s] {text}", file=self.out, flush=True)
 
-    def _choose(self, name: str, verified: Verified, person: int) -> None:
+    def _serve(self, name: str, verified: Verified) -> None:
+        """The dispensing software: read the transaction and each person's rights, choose
+        the last person listed, dispense one box for them."""
         assert self.api is not None
-        store, base, token = self.api
+        store = self.api[0]
         pid = verified.presentation_id.hex()
         for tx_id in reversed(store.ids()):
-            tx = store.get(tx_id)
-            if tx.presentation_id == pid:
+            if store.get(tx_id).presentation_id == pid:
                 break
         else:
             self.say(f"{name}: (no transaction found for this presentation)")
             return
-        req = urllib.request.Request(
-            f"{base}/v1/transactions/{tx_id}/beneficiary", method="POST",
-            data=json.dumps({"person": person}).encode(),
-            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        store.wait_rights(tx_id, 5.0)  # the rights service answers in the background
         try:
-            with urllib.request.urlopen(req, timeout=5) as resp:
-                chosen = json.loads(resp.read())
-            who = store.get(tx_id).chosen_person
-            self.say(f"{name}: pharmacist chose {who.given_names if who else '?'} through the "
-                     f"API (transaction {tx_id[:8]}…, {chosen.get('state', '?')})")
-        except (OSError, ValueError) as e:
-            self.say(f"{name}: choosing through the API failed: {e}")
+            status, tx = self.call("GET", f"/v1/transactions/{tx_id}")
+            people = tx["people"]
+            self.say(f"{name}: rights (rights service: {tx['rights_service']}): " + "; ".join(
+                f"{p['given_names']} {_rights_text(p['rights'])}" for p in people))
+            person = len(people) - 1
+            if len(people) > 1:
+                status, tx = self.call("POST", f"/v1/transactions/{tx_id}/beneficiary",
+                                       {"person": person})
+                self.say(f"{name}: pharmacist chose {people[person]['given_names']} through "
+                         f"the API (transaction {tx_id[:8]}…, {tx.get('state', status)})")
+            status, body = self.call("POST", f"/v1/transactions/{tx_id}/dispensation",
+                                     _dispensation(person))
+            if status == 201:
+                self.dispensed.append(tx_id)
+                sheet = body["care_sheet"]
+                self.say(f"{name}: care sheet {sheet['invoice_no']} for "
+                         f"{people[person]['given_names']}: €{sheet['total'] / 100:.2f}, AMO "
+                         f"€{sheet['amo'] / 100:.2f}, billed on rights "
+                         f"{_rights_text(sheet['rights'])}")
+            else:
+                self.say(f"{name}: dispensation REFUSED ({body.get('error')}): "
+                         f"{body.get('detail')}")
+        except (OSError, ValueError, KeyError) as e:
+            self.say(f"{name}: the dispensing software's request failed: {e}")
+
+    def show_lots(self) -> None:
+        """Care sheets whose lot was closed (by size, or by age: billing.lot_max_age_s)."""
+        if self.api is None:
+            return
+        for tx_id in self.dispensed[-3:]:
+            status, tx = self.call("GET", f"/v1/transactions/{tx_id}")
+            sheet = tx.get("care_sheet") if status == 200 else None
+            if sheet:
+                lot = sheet["lot"]
+                self.say(f"billing: care sheet {sheet['invoice_no']} "
+                         + ("in the open lot" if lot is None else f"in lot {lot} (closed)"))
 
     def on_event(self, ev: Any) -> None:
         name = self.names.get(getattr(ev, "port", ""), "?")
@@ -103,23 +149,62 @@ class Terminal:
                     f"{b.given_names} (beneficiary {b.rank})" for b in r.credential.beneficiaries]
                 verdict = "ACCEPTED" if len(people) == 1 else "CHOOSE BENEFICIARY"
                 self.say(f"{name}: {how} → {verdict}: " + "; ".join(people))
-                if len(people) > 1 and self.api is not None:
-                    # The dispensing software picks the person through the local API.
-                    threading.Thread(target=self._choose, args=(name, r, len(people) - 1),
-                                     daemon=True).start()
+                if self.api is not None:
+                    # The dispensing software reads, picks and dispenses through the API.
+                    threading.Thread(target=self._serve, args=(name, r), daemon=True).start()
             else:
                 self.say(f"{name}: {how} → REFUSED ({r.reason.value})")
         elif isinstance(ev, TapFailed):
             self.say(f"{name}: tap failed, tap again ({ev.text})")
 
 
+def _rights_text(r: dict[str, Any] | None) -> str:
+    if r is None:
+        return "(not checked)"
+    when = f", {r['source']} of {r['as_of_iso'][:10]}" if r.get("as_of_iso") else ""
+    why = f" {r['reason']}" if r.get("reason") else ""
+    return f"[{r['status']}{why}{when}]"
+
+
+def _luhn(body: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(body + "0")):
+        d = int(ch) * (2 if i % 2 else 1)
+        total += d - 9 if d > 9 else d
+    return body + str((10 - total % 10) % 10)
+
+
+def _ean13(first12: str) -> str:
+    s = sum(int(c) * (3 if i % 2 else 1) for i, c in enumerate(first12))
+    return first12 + str((10 - s % 10) % 10)
+
+
+# A generated pharmacy, pharmacist, prescriber and drug (check keys valid, numbers fictitious).
+FINESS, PHARMACIST, PRESCRIBER = _luhn("99000012"), _luhn("1009900001"), _luhn("1009900002")
+DRUG = _ean13("340093999901")
+
+
+def _dispensation(person: int) -> dict[str, Any]:
+    today = dt.date.today()
+    return {"person": person, "finess": FINESS, "pharmacist_rpps": PHARMACIST,
+            "prescriber_rpps": PRESCRIBER, "prescribed_on": str(today - dt.timedelta(days=1)),
+            "dispensed_on": str(today), "tiers_payant": {"amo": True, "amc": False},
+            "lines": [{"code": DRUG, "quantity": 1, "unit_price": 790, "base": 790,
+                       "rate": 65}]}
+
+
 class Patients:
-    """Generated families with activated phones (no real person anywhere)."""
+    """Generated families with activated phones (no real person anywhere). The simulated
+    insurer's rights service knows them all; it has closed the rights of family 2's last
+    child (the demo's pharmacist picks the last person listed: that dispensation is refused)."""
 
     def __init__(self, twin: Twin) -> None:
         assert twin.insurer is not None
-        self.wallets = [twin.insurer.activate(twin.insurer.family(500 + k, beneficiaries=k % 3))
-                        for k in range(6)]
+        fams = [twin.insurer.family(500 + k, beneficiaries=k % 3) for k in range(6)]
+        if twin.rights_service is not None:
+            for k, fam in enumerate(fams):
+                twin.serve_rights(fam, closed=[len(fam.beneficiaries)] if k == 2 else None)
+        self.wallets = [twin.insurer.activate(fam) for fam in fams]
         self.k = 0
 
     def next(self) -> Any:
@@ -154,7 +239,7 @@ def _demo(twin: Twin, term: Terminal, stop: threading.Event) -> None:
     nfc = [b for b in twin.boards if b.pn532 is not None]
     cams = [b for b in twin.boards if b.camera is not None]
     steps = itertools.cycle(["tap", "qr", "status", "tap", "noise", "qr", "cut", "tap",
-                             "power", "status"])
+                             "power", "status", "outage", "tap", "qr", "status"])
     while not stop.wait(3.0):
         step = next(steps)
         board = twin.boards[0] if step in ("cut", "power") else twin.boards[-1]
@@ -166,6 +251,12 @@ def _demo(twin: Twin, term: Terminal, stop: threading.Event) -> None:
         elif step == "status":
             for b in twin.boards:
                 twin.daemon.send(b.port, F.STATUS_REQUEST)
+            term.show_lots()
+        elif step == "outage" and twin.rights_service is not None:
+            term.say("demo: the pharmacy's internet line goes down for 20 s: the rights "
+                     "service is out of reach, the offline cache answers")
+            twin.rights_service.outage = True
+            threading.Timer(20.0, _line_back, args=(twin, term)).start()
         elif step == "noise":
             term.say(f"demo: injecting 64 bytes of line noise towards the host on {name}")
             board.wire.inject_garbage("a2b", 64)
@@ -175,6 +266,13 @@ def _demo(twin: Twin, term: Terminal, stop: threading.Event) -> None:
         elif step == "power":
             term.say(f"demo: {name} loses power and boots again")
             board.firmware.kill()
+
+
+def _line_back(twin: Twin, term: Terminal) -> None:
+    if twin.rights_service is not None:
+        twin.rights_service.outage = False
+        term.say("demo: the internet line is back (the rights service is asked again after "
+                 "the circuit breaker's pause)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     # are camera boards with a PN532 too (ESP32-CAM class, PSRAM, 921 600 baud).
     kinds = ["nfc"] + ["camera+nfc"] * (args.boards - 1)
     twin = Twin(args.boards, baud=args.baud, heartbeat_ms=args.heartbeat_ms,
-                on_firmware_line=fw_line, kinds=kinds, camera_baud=921600)
+                on_firmware_line=fw_line, kinds=kinds, camera_baud=921600, rights_service=True)
     term = Terminal(twin)
     # The daemon's JSON-lines log goes to a file; the screen shows the story.
     log_path = twin.workdir / "comptoir.log"
@@ -217,16 +315,21 @@ def main(argv: list[str] | None = None) -> int:
         term.names = {b.port: f"board{b.index}" for b in twin.boards}
         assert twin.daemon is not None
         # The pharmacy PC's local API, as `comptoir run` starts it, on a free port.
+        # The simulated insurer's rights service stands for ADRi; lots close after 2 minutes.
+        assert twin.rights_service is not None
         cfg = from_dict({"paths": {"data_dir": str(twin.workdir / "data"),
                                    "keys_dir": str(twin.workdir / "keys")},
-                         "api": {"port": 0, "token_file": str(twin.workdir / "api-token")}},
+                         "api": {"port": 0, "token_file": str(twin.workdir / "api-token")},
+                         "cache": {"service_url": twin.rights_service.url},
+                         "billing": {"lot_max_age_s": 120}},
                         twin.workdir)
         services = start_services(cfg, twin.daemon)
         if services.api is not None:
             base = f"http://127.0.0.1:{services.api.port}"
             term.api = (services.store, base,
                         (twin.workdir / "api-token").read_text().strip())
-            print(f"Local API: {base} (bearer token in {twin.workdir / 'api-token'})")
+            print(f"Local API: {base} (bearer token in {twin.workdir / 'api-token'}); "
+                  f"rights service (simulated insurer): {twin.rights_service.url}")
         twin.daemon.subscribe(term.on_event)
         if not twin.wait_all_up(30):
             term.say("error: not every board came up within 30 s")

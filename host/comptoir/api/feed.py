@@ -42,6 +42,7 @@ class EventFeed:
         self._recent: collections.deque[tuple[int, str, dict[str, Any]]] = \
             collections.deque(maxlen=REPLAY)
         self._subs: list[Subscription] = []
+        self._order = threading.Lock()  # a presentation's event before its rights' event
 
     # --- producers -------------------------------------------------------------------------
 
@@ -64,36 +65,37 @@ class EventFeed:
                                    "board_id": ev.board_id, "reason": ev.reason})
 
     def _presentation(self, ev: Presentation) -> None:
-        rec: dict[str, Any] = {"port": ev.port, "board_id": ev.board_id, "channel": ev.channel,
-                               "object_id": ev.object_id}
-        if isinstance(ev.result, Verified):
-            rec["verdict"] = "choose_beneficiary" if ev.result.beneficiaries else "accepted"
-            rec["reason"] = ""
-            if self.store is not None:
-                tx = self.store.create(ev.result, board_id=ev.board_id, port=ev.port,
-                                       channel=ev.channel)
-                if self.metrics is not None:
-                    self.metrics.count_transaction("opened")
-                rec.update(transaction_summary(tx))
-        else:
-            reason = ev.result.reason.value
-            rec["verdict"] = "error" if reason == "internal_error" else "refused"
-            rec["reason"] = reason
-        self.publish("presentation", rec)
-        if "transaction" in rec and self.store is not None:
-            # Then the rights service, in the background: a `transaction` event with action
-            # `rights` follows once it answered (or failed), after the presentation's event.
-            tx_id = rec["transaction"]
-            self.store.refresh_rights(tx_id, lambda: self._rights_refreshed(tx_id))
+        # The rights service is asked in the background when the transaction opens; its
+        # `rights` event takes the order lock too, so it always comes after this one.
+        with self._order:
+            rec: dict[str, Any] = {"port": ev.port, "board_id": ev.board_id,
+                                   "channel": ev.channel, "object_id": ev.object_id}
+            if isinstance(ev.result, Verified):
+                rec["verdict"] = "choose_beneficiary" if ev.result.beneficiaries else "accepted"
+                rec["reason"] = ""
+                if self.store is not None:
+                    tx = self.store.create(ev.result, board_id=ev.board_id, port=ev.port,
+                                           channel=ev.channel, on_rights=self.rights_refreshed)
+                    if self.metrics is not None:
+                        self.metrics.count_transaction("opened")
+                    rec.update(transaction_summary(tx))
+            else:
+                reason = ev.result.reason.value
+                rec["verdict"] = "error" if reason == "internal_error" else "refused"
+                rec["reason"] = reason
+            self.publish("presentation", rec)
 
-    def _rights_refreshed(self, tx_id: str) -> None:
+    def rights_refreshed(self, tx_id: str) -> None:
+        """The rights service answered (or failed) for an open transaction: a `transaction`
+        event with action `rights` (runs on the rights worker's thread)."""
         assert self.store is not None
-        try:
-            tx = self.store.get(tx_id)
-        except TransactionError:
-            return
-        if tx.rights:  # still open
-            self.publish("transaction", {"action": "rights", **transaction_summary(tx)})
+        with self._order:
+            try:
+                tx = self.store.get(tx_id)
+            except TransactionError:
+                return
+            if tx.rights:  # still open
+                self.publish("transaction", {"action": "rights", **transaction_summary(tx)})
 
     def transaction_changed(self, tx: TransactionView, action: str) -> None:
         if self.metrics is not None:

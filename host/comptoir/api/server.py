@@ -51,6 +51,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/transactions/{id}/beneficiary", "choose"),
     Route("POST", "/v1/transactions/{id}/dispensation", "dispense"),
     Route("POST", "/v1/transactions/{id}/cancel", "cancel"),
+    Route("POST", "/v1/transactions/{id}/rights", "refresh_rights"),
 )
 
 
@@ -258,6 +259,15 @@ class _Handler(BaseHTTPRequestHandler):
         view = self._store(api).cancel(tx)
         api.feed.transaction_changed(view, "cancelled")
         self._json(200, bodies.transaction(view))
+
+    def h_refresh_rights(self, api: ApiServer, tx: str) -> None:
+        """Ask the rights service again (e.g. the line is back); answers once it answered or
+        failed, or after the dispensation's wait at most (then `rights_service` is pending)."""
+        store = self._store(api)
+        store.refresh_rights(tx, api.feed.rights_refreshed)
+        if store.rights is not None:
+            store.wait_rights(tx, store.rights.dispense_wait)
+        self._json(200, bodies.transaction(store.get(tx)))
 
     @staticmethod
     def _parsed(parse: Callable[[Any], Any], body: Any) -> Any:
