@@ -31,7 +31,7 @@ class SimulatedInsurer:
         self.trust.load(self.pki.trust_list(now=self.now), self.now)
         self.status = StatusLists(self.trust)
         self.challenges = ChallengeRegistry()
-        self.state = VerifierState(workdir / "verifier.db",
+        self.state = VerifierState(workdir / "verifier.journal",
                                    pepper=load_pepper(workdir / "pepper"))
         self.verifier = Verifier(self.trust, self.status, self.state, self.challenges)
         self._families: dict[int, Family] = {}

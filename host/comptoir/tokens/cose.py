@@ -16,10 +16,7 @@ import cbor2
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.utils import (
-    decode_dss_signature,
-    encode_dss_signature,
-)
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from . import cbor_safe
 from .cbor_safe import CborLimits
@@ -121,14 +118,36 @@ def sig_structure(protected_bytes: bytes, payload: bytes) -> bytes:
     )
 
 
-def verify(sign1: Sign1, key: ec.EllipticCurvePublicKey) -> bool:
-    sig = sign1.signature
-    der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+def der_signature(raw: bytes) -> bytes | None:
+    """Raw r || s (32 bytes each) -> the DER ECDSA-Sig-Value `cryptography` verifies; None if
+    r or s is zero (never valid). Same bytes as encode_dss_signature (tested), without going
+    through two Python ints."""
+    r = raw[:32].lstrip(b"\0")
+    s = raw[32:].lstrip(b"\0")
+    if not r or not s:
+        return None
+    if r[0] & 0x80:
+        r = b"\0" + r
+    if s[0] & 0x80:
+        s = b"\0" + s
+    # At most 2 * (2 + 33) = 70 bytes: every length fits the short form.
+    return b"".join((b"\x30", bytes((len(r) + len(s) + 4, 2, len(r))), r, bytes((2, len(s))), s))
+
+
+def verify_signed(to_be_signed: bytes, signature: bytes, key: ec.EllipticCurvePublicKey) -> bool:
+    """ES256 over the Sig_structure bytes `to_be_signed`, `signature` raw r || s."""
+    der = der_signature(signature)
+    if der is None:
+        return False
     try:
-        key.verify(der, sig_structure(sign1.protected_bytes, sign1.payload), _ECDSA_SHA256)
+        key.verify(der, to_be_signed, _ECDSA_SHA256)
     except InvalidSignature:
         return False
     return True
+
+
+def verify(sign1: Sign1, key: ec.EllipticCurvePublicKey) -> bool:
+    return verify_signed(sig_structure(sign1.protected_bytes, sign1.payload), sign1.signature, key)
 
 
 def sign(

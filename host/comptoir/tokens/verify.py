@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import base45, cbor_safe, claims, cose
+from . import base45, canonical, cbor_safe, claims, cose
 from .cbor_safe import CborLimits
 from .challenges import ChallengeRegistry
 from .model import Channel, Credential, Refused, Result, Verified
@@ -180,17 +180,24 @@ class Verifier:
         skew = policy.clock_skew
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TokenError(Reason.CBOR_MALFORMED, "not bytes")
-        pres = cose.parse_sign1(bytes(data), PRESENTATION_LIMITS)
-        pres_claims = cbor_safe.decode(pres.payload, PRESENTATION_CLAIMS_LIMITS)
-        iat, cti, counter, cred_bytes, challenge = claims.parse_presentation(pres_claims)
+        data = bytes(data)
+        fields = canonical.read_presentation(data)
+        if fields is not None:  # the canonical encoding, read directly (see canonical.py)
+            to_be_signed, signature, iat, cti, counter, cred_bytes, challenge = fields
+        else:
+            pres = cose.parse_sign1(data, PRESENTATION_LIMITS)
+            pres_claims = cbor_safe.decode(pres.payload, PRESENTATION_CLAIMS_LIMITS)
+            iat, cti, counter, cred_bytes, challenge = claims.parse_presentation(pres_claims)
+            to_be_signed = cose.sig_structure(pres.protected_bytes, pres.payload)
+            signature = pres.signature
         if channel is Channel.QR and challenge is not None:
             raise TokenError(Reason.CHALLENGE_UNEXPECTED)
         if channel is Channel.NFC and challenge is None:
             raise TokenError(Reason.CHALLENGE_MISSING)
 
-        issuer, cred, warnings = self._credential(bytes(cred_bytes), now)
+        issuer, cred, warnings = self._credential(cred_bytes, now)
 
-        if not cose.verify(pres, cred.device_key):
+        if not cose.verify_signed(to_be_signed, signature, cred.device_key):
             raise TokenError(Reason.PRESENTATION_SIGNATURE_INVALID)
 
         if now < cred.not_before - skew:
