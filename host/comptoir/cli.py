@@ -34,6 +34,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from comptoir.daemon import Daemon
     from comptoir.discovery import parse_usb_id
     from comptoir.pairing import PairedBoards
+    from comptoir.tokens.replay import StateCorrupt, StateInUse
 
     try:
         cfg = load(args.config)
@@ -58,6 +59,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"comptoir: no usable trust material in {trust_dir}: {e}\n"
               "  (publish it there: the insurer's anchor.pem, trust-list.cbor, status-*.cbor;"
               " for a bench, `comptoir pki init DIR` makes a test one)", file=sys.stderr)
+        return 2
+    except (StateInUse, StateCorrupt) as e:
+        print(f"comptoir: {e}", file=sys.stderr)
         return 2
     pres = presentations.attach(daemon, verifier, challenges)
     services = start_services(cfg, daemon)

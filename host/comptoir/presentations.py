@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from comptoir.nfc_service import NfcService, Presentation
 from comptoir.qr import QrPipeline
 from comptoir.tokens.challenges import ChallengeRegistry
-from comptoir.tokens.replay import VerifierState, load_pepper
+from comptoir.tokens.replay import VerifierState, import_sqlite_state, load_pepper
 from comptoir.tokens.status import StatusLists
 from comptoir.tokens.trust import TrustStore
 from comptoir.tokens.verify import Verifier
@@ -54,7 +54,12 @@ def load_verifier(trust_dir: Path, state_dir: Path) -> tuple[Verifier, Challenge
         except Exception as e:
             log.warning("status list refused", extra={"file": str(path), "error": str(e)})
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    state = VerifierState(state_dir / "verifier.db", pepper=load_pepper(state_dir / "pepper"))
+    state = VerifierState(state_dir / "verifier.journal", pepper=load_pepper(state_dir / "pepper"))
+    older = state_dir / "verifier.db"  # an older daemon's SQLite state: carried over once
+    if older.exists():
+        imported = import_sqlite_state(older, state, now)
+        older.rename(older.with_name("verifier.db.imported"))
+        log.info("verifier state imported from the SQLite file", extra={"rows": imported})
     challenges = ChallengeRegistry()
     return Verifier(trust, status, state, challenges), challenges
 
