@@ -29,11 +29,13 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from comptoir import presentations
+    from comptoir.api.auth import TokenFileError
     from comptoir.api.service import start_services
     from comptoir.config import ConfigError, load
     from comptoir.daemon import Daemon
     from comptoir.discovery import parse_usb_id
     from comptoir.pairing import PairedBoards
+    from comptoir.rights import RightsError
     from comptoir.tokens.replay import StateCorrupt, StateInUse
 
     try:
@@ -64,7 +66,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"comptoir: {e}", file=sys.stderr)
         return 2
     pres = presentations.attach(daemon, verifier, challenges)
-    services = start_services(cfg, daemon)
+    try:
+        services = start_services(cfg, daemon)
+    except (RightsError, TokenFileError, ValueError, OSError) as e:
+        pres.stop()
+        print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     daemon.start()

@@ -139,3 +139,28 @@ lot_max_age_s = 1
     with Journal(data / "billing.db") as j:
         (closed,) = j.lots()
         assert closed.count == 1 and closed.first_invoice == 1
+
+
+def test_run_refuses_a_rights_key_readable_by_others(tmp_path: Path) -> None:
+    trust = tmp_path / "trust"
+    subprocess.run([str(COMPTOIR), "pki", "init", str(trust)], check=True, capture_output=True)
+    keys = tmp_path / "keys"
+    keys.mkdir()
+    (keys / "rights.key").write_bytes(bytes(32))
+    (keys / "rights.key").chmod(0o644)
+    cfg = tmp_path / "comptoir.toml"
+    cfg.write_text(f"""
+[boards]
+discover = true
+require_pairing = false
+[paths]
+data_dir = "{tmp_path / 'data'}"
+keys_dir = "{keys}"
+[api]
+port = {_free_port()}
+token_file = "{tmp_path / 'api-token'}"
+""")
+    run = subprocess.run([str(COMPTOIR), "run", "--config", str(cfg), "--trust-dir", str(trust)],
+                         capture_output=True, text=True, timeout=30)
+    assert run.returncode == 2, run.stderr
+    assert "cannot start the services: KeyFileError" in run.stderr
