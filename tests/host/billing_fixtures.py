@@ -10,7 +10,7 @@ from typing import Any
 
 from comptoir.billing import Dispensation, LineInput, PatientRef, TiersPayant, Transaction
 from comptoir.billing.render import SPECS
-from comptoir.billing.synth import Synth, presentation
+from comptoir_tools.billing_synth import Synth, presentation
 from comptoir_tools.identities import family
 
 DAY = dt.date(2026, 6, 15)

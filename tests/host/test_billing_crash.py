@@ -35,7 +35,7 @@ def _run(db: Path, out: Path, crash: str | None, kill_after: float | None) -> st
     if crash:
         env["COMPTOIR_BILLING_CRASH"] = crash
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comptoir.billing.crashdriver", "--db", str(db), "--out",
+        [sys.executable, "-m", "comptoir_tools.billing_crashdriver", "--db", str(db), "--out",
          str(out), "--count", str(COUNT)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
     )

@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from comptoir.billing import LineInput, TiersPayant
-from comptoir.billing.synth import presentation
 from comptoir.transactions import (
     DispenseRequest,
     InvalidDispensation,
@@ -27,6 +26,7 @@ from comptoir.transactions import (
     WrongState,
     people_of,
 )
+from comptoir_tools.billing_synth import presentation
 
 KEY = bytes(range(32))
 

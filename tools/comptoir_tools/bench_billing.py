@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from comptoir.billing import Exporter, Journal
-from comptoir.billing.synth import Synth
+from comptoir_tools.billing_synth import Synth
 
 LOT_SIZE = 1000
 BATCH = 5000

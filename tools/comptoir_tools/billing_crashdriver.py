@@ -1,7 +1,7 @@
 """The crash test's victim: records synthetic dispensations and exports lots in a loop, as the
 daemon would, so that a test can SIGKILL it anywhere and start it again.
 
-    python -m comptoir.billing.crashdriver --db J --out DIR --count 1000
+    python -m comptoir_tools.billing_crashdriver --db J --out DIR --count 1000
 
 Each run resumes from what the journal holds, re-submitting the last few dispensations (a
 daemon killed mid-commit does not know whether its last one got in). Time is simulated: one
@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .export import Exporter
-from .journal import Journal
-from .synth import Synth
+from comptoir.billing.export import Exporter
+from comptoir.billing.journal import Journal
+from comptoir_tools.billing_synth import Synth
 
 START = 1_780_000_000
 RESUBMIT = 3

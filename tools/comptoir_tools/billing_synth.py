@@ -1,4 +1,5 @@
-"""Synthetic dispensations for tests, the crash driver and the benchmark.
+"""Synthetic dispensations for tests, the crash driver and the benchmark (tools side: host
+code never imports tools).
 
 Identities come from comptoir_tools.identities (keys valid, code ranges unassigned). FINESS
 numbers start with 00 (no département) and RPPS numbers with 99, and product codes use CIP7 or
@@ -14,12 +15,11 @@ from functools import cache
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from comptoir.billing.identifiers import ean13_complete, luhn_complete
+from comptoir.billing.model import Dispensation, LineInput, Nature, TiersPayant, Transaction
+from comptoir.billing.pricing import persons
 from comptoir.tokens.model import Channel, Credential, Verified
 from comptoir_tools.identities import Family, family
-
-from .identifiers import ean13_complete, luhn_complete
-from .model import Dispensation, LineInput, Nature, TiersPayant, Transaction
-from .pricing import persons
 
 TODAY = dt.date(2026, 6, 15)
 
