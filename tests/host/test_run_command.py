@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from run_fixtures import COMPTOIR, free_port, test_trust, write_config
+
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.twin import FirmwareProcess
 from comptoir_tools.wire import WireModel
-
-COMPTOIR = Path(sys.executable).with_name("comptoir")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _get(url: str, token: str | None = None) -> dict:
@@ -32,21 +24,10 @@ def _get(url: str, token: str | None = None) -> dict:
 
 
 def test_run_serves_a_board_and_the_local_api(tmp_path: Path) -> None:
-    trust = tmp_path / "trust"
-    subprocess.run([str(COMPTOIR), "pki", "init", str(trust)], check=True, capture_output=True)
-    port = _free_port()
-    cfg = tmp_path / "comptoir.toml"
-    cfg.write_text(f"""
-[boards]
-discover = true
-require_pairing = false
-[paths]
-data_dir = "{tmp_path / 'data'}"
-keys_dir = "{tmp_path / 'keys'}"
-[api]
-port = {port}
-token_file = "{tmp_path / 'api-token'}"
-""")
+    trust = test_trust(tmp_path)
+    port = free_port()
+    cfg = write_config(tmp_path / "comptoir.toml", data_dir=tmp_path / "data",
+                       keys_dir=tmp_path / "keys", token_file=tmp_path / "api-token", port=port)
     fw = tmp_path / "fw"
     compile_tree(out=fw)
     with WireModel(115200, tmp_path / "dev", name="b") as wire:
@@ -93,27 +74,14 @@ def test_run_closes_lots_by_age_and_stops_cleanly(tmp_path: Path) -> None:
 
     from comptoir.billing import Journal
 
-    trust = tmp_path / "trust"
-    subprocess.run([str(COMPTOIR), "pki", "init", str(trust)], check=True, capture_output=True)
+    trust = test_trust(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
     with Journal(data / "billing.db") as j:
         j.record(dispensation(tx="TX-AGE-1"))
         assert j.lots() == []
-    cfg = tmp_path / "comptoir.toml"
-    cfg.write_text(f"""
-[boards]
-discover = true
-require_pairing = false
-[paths]
-data_dir = "{data}"
-keys_dir = "{tmp_path / 'keys'}"
-[api]
-port = {_free_port()}
-token_file = "{tmp_path / 'api-token'}"
-[billing]
-lot_max_age_s = 1
-""")
+    cfg = write_config(tmp_path / "comptoir.toml", data_dir=data, keys_dir=tmp_path / "keys",
+                       token_file=tmp_path / "api-token", extra="[billing]\nlot_max_age_s = 1\n")
     run = subprocess.Popen([str(COMPTOIR), "run", "--config", str(cfg), "--trust-dir",
                             str(trust)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            text=True)
@@ -142,24 +110,13 @@ lot_max_age_s = 1
 
 
 def test_run_refuses_a_rights_key_readable_by_others(tmp_path: Path) -> None:
-    trust = tmp_path / "trust"
-    subprocess.run([str(COMPTOIR), "pki", "init", str(trust)], check=True, capture_output=True)
+    trust = test_trust(tmp_path)
     keys = tmp_path / "keys"
     keys.mkdir()
     (keys / "rights.key").write_bytes(bytes(32))
     (keys / "rights.key").chmod(0o644)
-    cfg = tmp_path / "comptoir.toml"
-    cfg.write_text(f"""
-[boards]
-discover = true
-require_pairing = false
-[paths]
-data_dir = "{tmp_path / 'data'}"
-keys_dir = "{keys}"
-[api]
-port = {_free_port()}
-token_file = "{tmp_path / 'api-token'}"
-""")
+    cfg = write_config(tmp_path / "comptoir.toml", data_dir=tmp_path / "data", keys_dir=keys,
+                       token_file=tmp_path / "api-token")
     run = subprocess.run([str(COMPTOIR), "run", "--config", str(cfg), "--trust-dir", str(trust)],
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2, run.stderr

@@ -4,40 +4,20 @@ checks replays against its in-memory state (docs/tokens.md §8)."""
 from __future__ import annotations
 
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-COMPTOIR = Path(sys.executable).with_name("comptoir")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from run_fixtures import COMPTOIR, test_trust, write_config
 
 
 def _config(tmp_path: Path, name: str) -> Path:
-    cfg = tmp_path / f"{name}.toml"
-    cfg.write_text(f"""
-[boards]
-discover = true
-require_pairing = false
-[paths]
-data_dir = "{tmp_path / 'data'}"
-keys_dir = "{tmp_path / 'keys'}"
-[api]
-port = {_free_port()}
-token_file = "{tmp_path / f'{name}-token'}"
-""")
-    return cfg
+    return write_config(tmp_path / f"{name}.toml", data_dir=tmp_path / "data",
+                        keys_dir=tmp_path / "keys", token_file=tmp_path / f"{name}-token")
 
 
 def test_a_second_daemon_on_the_same_data_directory_is_refused(tmp_path: Path) -> None:
-    trust = tmp_path / "trust"
-    subprocess.run([str(COMPTOIR), "pki", "init", str(trust)], check=True, capture_output=True)
+    trust = test_trust(tmp_path)
     first = subprocess.Popen([str(COMPTOIR), "run", "--config", str(_config(tmp_path, "a")),
                               "--trust-dir", str(trust)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
