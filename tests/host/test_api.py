@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
-import socket
 import threading
 import time
 import urllib.error
@@ -15,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_fixtures import SubscribableDaemon, read_events
 from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
 from tokens_fixtures import NOW, TODAY, World
 
@@ -182,30 +181,11 @@ def test_refused_presentation_opens_nothing(env: Env) -> None:
     assert data["reason"] == Reason.REPLAYED.value and "transaction" not in data
 
 
-def _read_events(env: Env, n: int, out: list[dict[str, Any]], ready: threading.Event) -> None:
-    sock = socket.create_connection(("127.0.0.1", env.api.port), timeout=5)
-    sock.sendall(f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 f"Authorization: Bearer {env.token}\r\n\r\n".encode())
-    buf = b""
-    while len(out) < n:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-        if b"retry:" in buf:
-            ready.set()
-        while b"\n\n" in buf:
-            block, buf = buf.split(b"\n\n", 1)
-            m = re.search(rb"^data: (.*)$", block, re.M)
-            if m:
-                out.append(json.loads(m.group(1)))
-    sock.close()
-
-
 def test_event_stream_delivers(env: Env) -> None:
     got: list[dict[str, Any]] = []
     ready = threading.Event()
-    t = threading.Thread(target=_read_events, args=(env, 3, got, ready), daemon=True)
+    t = threading.Thread(target=read_events, args=(env.api.port, env.token, 3, got, ready),
+                         daemon=True)
     t.start()
     assert ready.wait(5)
     env.feed.on_event(BoardUp("/dev/comptoir-A", env.status["/dev/comptoir-A"].board))
@@ -248,17 +228,9 @@ def test_start_services_from_config(tmp_path: Path) -> None:
     from comptoir.api.service import start_services
     from comptoir.config import from_dict
 
-    class FakeDaemon:
-        def __init__(self) -> None:
-            self.status: dict[str, BoardStatus] = {}
-            self.subscribers: list[Any] = []
-
-        def subscribe(self, fn: Any) -> None:
-            self.subscribers.append(fn)
-
     cfg = from_dict({"paths": {"data_dir": "d", "keys_dir": "k"},
                      "api": {"port": 0, "token_file": "run/token"}}, tmp_path)
-    daemon = FakeDaemon()
+    daemon = SubscribableDaemon()
     services = start_services(cfg, daemon)
     try:
         assert len(daemon.subscribers) == 2 and services.api is not None

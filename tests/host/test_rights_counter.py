@@ -10,8 +10,6 @@ import datetime as dt
 import json
 import logging
 import random
-import re
-import socket
 import threading
 import time
 import urllib.error
@@ -20,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from api_fixtures import read_events
 from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -465,34 +464,13 @@ def test_who_of_follows_the_people_order(counter: Counter) -> None:
             p.ref.insured_nir, p.ref.birth_date, p.ref.birth_rank, p.quality)
 
 
-def _sse(url: str, token: str, n: int, out: list[dict], ready: threading.Event) -> None:
-    host, port = re.match(r"http://([^:]+):(\d+)", url).groups()  # type: ignore[union-attr]
-    sock = socket.create_connection((host, int(port)), timeout=10)
-    sock.sendall(f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                 f"Authorization: Bearer {token}\r\n\r\n".encode())
-    buf = b""
-    while len(out) < n:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        buf += chunk
-        if b"retry:" in buf:
-            ready.set()
-        while b"\n\n" in buf:
-            block, buf = buf.split(b"\n\n", 1)
-            m = re.search(rb"^data: (.*)$", block, re.M)
-            if m:
-                out.append(json.loads(m.group(1)))
-    sock.close()
-
-
 def test_event_stream_carries_rights_statuses(counter: Counter) -> None:
     fam = counter.world.family(90, beneficiaries=1)
     counter.svc.add_family(fam)
     counter.svc.close_rights(fam.insured.nir, members=[1])
     got: list[dict] = []
     ready = threading.Event()
-    t = threading.Thread(target=_sse, args=(counter.api.url, counter.token, 2, got, ready),
+    t = threading.Thread(target=read_events, args=(counter.api.port, counter.token, 2, got, ready),
                          daemon=True)
     t.start()
     assert ready.wait(5)

@@ -5,36 +5,20 @@ with the services. Real SQLite, real HTTP, the real simulated rights service."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
+from api_fixtures import SubscribableDaemon, call
 from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
 from tokens_fixtures import NOW, TODAY, World
 
 from comptoir.api.service import lots_every, start_services
 from comptoir.config import ConfigError, from_dict
-from comptoir.events import BoardStatus
 from comptoir.nfc_service import Presentation
 from comptoir_tools.rights_service import RightsService
-
-
-class FakeDaemon:
-    def __init__(self) -> None:
-        self.status: dict[str, BoardStatus] = {}
-        self.subscribers: list[Any] = []
-
-    def subscribe(self, fn: Any) -> None:
-        self.subscribers.append(fn)
-
-    def publish(self, ev: Any) -> None:  # what the daemon's event thread does
-        for fn in self.subscribers:
-            fn(ev)
 
 
 def _config(tmp: Path, **sections: dict[str, Any]) -> Any:
@@ -45,18 +29,7 @@ def _config(tmp: Path, **sections: dict[str, Any]) -> Any:
     return from_dict(data, tmp)
 
 
-def _call(base: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(base + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
-
-
-def _present(world: World, daemon: FakeDaemon, fam: Any, store: Any) -> str:
+def _present(world: World, daemon: SubscribableDaemon, fam: Any, store: Any) -> str:
     wallet = world.wallet(fam)
     result = world.qr(wallet.present_qr(now=NOW))
     before = set(store.ids())
@@ -81,25 +54,25 @@ def test_rights_service_from_config_and_lots_closed_by_age(tmp_path: Path) -> No
         svc.close_rights(fam.insured.nir, members=[1])
         cfg = _config(tmp_path, cache={"service_url": svc.url, "service_timeout_ms": 500},
                       billing={"lot_max_age_s": 2})
-        daemon = FakeDaemon()
+        daemon = SubscribableDaemon()
         services = start_services(cfg, daemon)
         try:
             assert services.api is not None and services.rights is not None
             base, token = services.api.url, (tmp_path / "api-token").read_text().strip()
             tx = _present(world, daemon, fam, services.store)
             assert services.store.wait_rights(tx, 10)
-            status, view = _call(base, token, "GET", f"/v1/transactions/{tx}")
+            status, view = call(base, token, "GET", f"/v1/transactions/{tx}")
             assert status == 200 and view["rights_service"] == "answered"
             assert [p["rights"]["status"] for p in view["people"]] == ["fresh", "expired"]
             # The closed child: refused by name; the insured person: billed.
-            _call(base, token, "POST", f"/v1/transactions/{tx}/beneficiary", {"person": 1})
-            status, body = _call(base, token, "POST", f"/v1/transactions/{tx}/dispensation",
+            call(base, token, "POST", f"/v1/transactions/{tx}/beneficiary", {"person": 1})
+            status, body = call(base, token, "POST", f"/v1/transactions/{tx}/dispensation",
                                  _dispensation(1))
             assert status == 409 and body["error"] == "rights_closed"
-            _call(base, token, "POST", f"/v1/transactions/{tx}/cancel")
+            call(base, token, "POST", f"/v1/transactions/{tx}/cancel")
             tx2 = _present(world, daemon, fam, services.store)
-            _call(base, token, "POST", f"/v1/transactions/{tx2}/beneficiary", {"person": 0})
-            status, body = _call(base, token, "POST", f"/v1/transactions/{tx2}/dispensation",
+            call(base, token, "POST", f"/v1/transactions/{tx2}/beneficiary", {"person": 0})
+            status, body = call(base, token, "POST", f"/v1/transactions/{tx2}/dispensation",
                                  _dispensation(0))
             assert status == 201 and body["care_sheet"]["lot"] is None, body
             assert body["care_sheet"]["rights"]["source"] == "service"
@@ -108,7 +81,7 @@ def test_rights_service_from_config_and_lots_closed_by_age(tmp_path: Path) -> No
             lot = None
             while time.monotonic() < deadline and lot is None:
                 time.sleep(0.2)
-                lot = _call(base, token, "GET", f"/v1/transactions/{tx2}")[1]["care_sheet"]["lot"]
+                lot = call(base, token, "GET", f"/v1/transactions/{tx2}")[1]["care_sheet"]["lot"]
             assert lot == 1
         finally:
             started = time.monotonic()
@@ -127,7 +100,7 @@ def test_lots_check_interval() -> None:
 
 def test_without_a_service_the_cache_alone_answers(tmp_path: Path) -> None:
     world = World(tmp_path / "world")
-    daemon = FakeDaemon()
+    daemon = SubscribableDaemon()
     services = start_services(_config(tmp_path), daemon)
     try:
         tx = _present(world, daemon, world.family(13, beneficiaries=0), services.store)
@@ -141,7 +114,7 @@ def test_without_a_service_the_cache_alone_answers(tmp_path: Path) -> None:
 
 def test_cache_disabled(tmp_path: Path) -> None:
     world = World(tmp_path / "world")
-    daemon = FakeDaemon()
+    daemon = SubscribableDaemon()
     services = start_services(_config(tmp_path, cache={"enabled": False}), daemon)
     try:
         tx = _present(world, daemon, world.family(14, beneficiaries=0), services.store)

@@ -5,11 +5,12 @@ dispensing software reads each person's rights over HTTP; closed rights are refu
 
 from __future__ import annotations
 
-import json
+import sys
 import time
-import urllib.error
-import urllib.request
-from typing import Any
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
+from api_fixtures import call
 
 from comptoir.api.service import start_services
 from comptoir.config import from_dict
@@ -17,17 +18,6 @@ from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Verified
 from comptoir_tools.phone import Phone
 from comptoir_tools.twin_terminal import _dispensation
-
-
-def _call(base: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-    req = urllib.request.Request(base + path, method=method,
-                                 data=None if body is None else json.dumps(body).encode(),
-                                 headers={"Authorization": f"Bearer {token}"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return r.status, json.loads(r.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read())
 
 
 def test_tap_shows_rights_and_closed_rights_are_refused(twin_factory) -> None:
@@ -55,12 +45,12 @@ def test_tap_shows_rights_and_closed_rights_are_refused(twin_factory) -> None:
             time.sleep(0.05)
         (tx,) = services.store.ids()
         assert services.store.wait_rights(tx, 10)
-        status, view = _call(base, token, "GET", f"/v1/transactions/{tx}")
+        status, view = call(base, token, "GET", f"/v1/transactions/{tx}")
         assert status == 200 and view["rights_service"] == "answered"
         assert [p["rights"]["status"] for p in view["people"]] == ["fresh", "fresh", "expired"]
         assert all(p["rights"]["source"] == "service" for p in view["people"])
-        _call(base, token, "POST", f"/v1/transactions/{tx}/beneficiary", {"person": 2})
-        status, body = _call(base, token, "POST", f"/v1/transactions/{tx}/dispensation",
+        call(base, token, "POST", f"/v1/transactions/{tx}/beneficiary", {"person": 2})
+        status, body = call(base, token, "POST", f"/v1/transactions/{tx}/dispensation",
                              _dispensation(2))
         assert status == 409 and body["error"] == "rights_closed", body
         assert body["detail"].startswith("person 2: AMO rights closed")
@@ -79,8 +69,8 @@ def test_tap_shows_rights_and_closed_rights_are_refused(twin_factory) -> None:
         view = services.store.get(tx2)
         assert view.rights_service == "unavailable"
         assert [r.status for r in view.rights] == ["fresh", "fresh", "expired"]
-        _call(base, token, "POST", f"/v1/transactions/{tx2}/beneficiary", {"person": 1})
-        status, body = _call(base, token, "POST", f"/v1/transactions/{tx2}/dispensation",
+        call(base, token, "POST", f"/v1/transactions/{tx2}/beneficiary", {"person": 1})
+        status, body = call(base, token, "POST", f"/v1/transactions/{tx2}/dispensation",
                              _dispensation(1))
         assert status == 201, body
         assert body["care_sheet"]["rights"]["status"] == "fresh"
