@@ -7,6 +7,7 @@ ends up with the API on the wrong port). Relative paths are relative to the conf
 from __future__ import annotations
 
 import ipaddress
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -66,6 +67,11 @@ class CacheConfig:
     breaker_threshold: int = 3  # failed attempts in a row before the service is left alone
     breaker_cool_down_s: int = 10  # first pause; doubles after each failed trial, up to 300 s
     dispense_wait_ms: int = 1500  # a dispensation waits this long for a refresh under way
+    # The background sync of `comptoir run` (with a service_url only):
+    opposition_every_s: float = 300.0  # pull the opposition list (lost or stolen phones)
+    refresh_every_s: float = 3600.0  # a round of refreshing cached families
+    refresh_older_than_s: int = 20 * 3600  # ... whose rights are older than this
+    refresh_max_families: int = 1000  # at most this many families per round; 0: no refresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +119,8 @@ class Config:
 
 
 _LEVELS = ("debug", "info", "warning", "error")
-# (low, high) for integer settings.
-_RANGES: dict[str, tuple[int, int]] = {
+# (low, high) for numeric settings.
+_RANGES: dict[str, tuple[float, float]] = {
     "boards.baud": (1200, 4_000_000),
     "boards.heartbeat_ms": (100, 60_000),
     "api.port": (0, 65535),  # 0: any free port (tests)
@@ -126,6 +132,11 @@ _RANGES: dict[str, tuple[int, int]] = {
     "cache.breaker_threshold": (1, 100),
     "cache.breaker_cool_down_s": (1, 300),
     "cache.dispense_wait_ms": (0, 30_000),
+    # Fractions of a second are for tests and benches; a pharmacy polls every few minutes.
+    "cache.opposition_every_s": (0.05, 24 * 3600),
+    "cache.refresh_every_s": (0.05, 7 * 24 * 3600),
+    "cache.refresh_older_than_s": (0, 10**9),
+    "cache.refresh_max_families": (0, 100_000),
     "transactions.open_ttl_s": (10, 7 * 24 * 3600),
     "transactions.retention_s": (0, 366 * 24 * 3600),
     "billing.lot_size": (1, 10_000),
@@ -147,6 +158,14 @@ def _convert(key: str, default: Any, value: Any, base: Path) -> Any:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: must be true or false")
         return value
+    if isinstance(default, float):
+        if not isinstance(value, int | float) or isinstance(value, bool) \
+                or not math.isfinite(value):
+            raise ConfigError(f"{key}: must be a number")
+        low, high = _RANGES[key]
+        if not low <= value <= high:
+            raise ConfigError(f"{key}: must be from {low:g} to {high:g}, not {value:g}")
+        return float(value)
     if isinstance(default, int):
         if not isinstance(value, int) or isinstance(value, bool):
             raise ConfigError(f"{key}: must be an integer")
@@ -184,6 +203,9 @@ def _check(cfg: Config) -> None:
         raise ConfigError("cache.fresh_for_s: must not exceed cache.offline_max_age_s")
     if not c.fresh_for_s <= c.credential_max_age_s:
         raise ConfigError("cache.fresh_for_s: must not exceed cache.credential_max_age_s")
+    if c.refresh_older_than_s > c.offline_max_age_s:
+        raise ConfigError("cache.refresh_older_than_s: must not exceed cache.offline_max_age_s "
+                          "(rights would be refused as too old before being refreshed)")
     if c.service_url:
         import urllib.parse
 

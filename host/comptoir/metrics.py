@@ -68,6 +68,12 @@ class Metrics:
         self.board_events: dict[Labels, int] = {}
         self.latency: dict[Labels, Histogram] = {}
         self.transactions: dict[Labels, int] = {}
+        # The background rights sync (comptoir.patient_rights.RightsSync), when it runs.
+        self.sync_rounds: dict[Labels, int] = {}
+        self.sync_last_ok: dict[Labels, float] = {}  # unix time of the last good round
+        self.families_refreshed = 0
+        self.opposition_seq: int | None = None
+        self.rights_service_reachable: bool | None = None
 
     @staticmethod
     def _inc(table: dict[Labels, int], labels: Labels, n: int = 1) -> None:
@@ -77,6 +83,27 @@ class Metrics:
         """Transactions opened, beneficiaries chosen, care sheets, cancellations."""
         with self._lock:
             self._inc(self.transactions, (("action", action),))
+
+    def rights_sync(self, kind: str, result: str, at: float, *, families: int = 0,
+                    seq: int | None = None) -> None:
+        """One round of the background rights sync: `kind` opposition | refresh, `result` ok |
+        unavailable | rejected | error; `at` its unix time; `families` answered by the
+        service; `seq` the opposition list's position after the round."""
+        with self._lock:
+            self._inc(self.sync_rounds, (("kind", kind), ("result", result)))
+            if result == "ok":
+                self.sync_last_ok[(("kind", kind),)] = at
+            self.families_refreshed += families
+            if seq is not None:
+                self.opposition_seq = seq
+
+    def rights_opposition_seq(self, seq: int) -> None:
+        with self._lock:
+            self.opposition_seq = seq
+
+    def rights_service(self, reachable: bool) -> None:
+        with self._lock:
+            self.rights_service_reachable = reachable
 
     def on_event(self, ev: Any) -> None:
         with self._lock:
@@ -126,6 +153,25 @@ class Metrics:
             family("comptoir_transactions_total", "counter",
                    "Transactions by action (opened, chosen, dispensed, cancelled).",
                    self.transactions)
+            if self.sync_rounds:
+                family("comptoir_rights_sync_rounds_total", "counter",
+                       "Rounds of the background rights sync by kind (opposition, refresh) "
+                       "and result (ok, unavailable, rejected, error).", self.sync_rounds)
+                family("comptoir_rights_sync_last_success_timestamp_seconds", "gauge",
+                       "Unix time of the last successful round, by kind.",
+                       {k: int(v) for k, v in self.sync_last_ok.items()})
+                family("comptoir_rights_families_refreshed_total", "counter",
+                       "Cached families answered by the rights service in background rounds.",
+                       {(): self.families_refreshed})
+            if self.opposition_seq is not None:
+                family("comptoir_rights_opposition_seq", "gauge",
+                       "Position in the rights service's opposition list the cache has read.",
+                       {(): self.opposition_seq})
+            if self.rights_service_reachable is not None:
+                family("comptoir_rights_service_reachable", "gauge",
+                       "1 if the background sync's last request reached the rights service, "
+                       "0 during an outage (the counter works from the offline cache).",
+                       {(): int(self.rights_service_reachable)})
             name = "comptoir_presentation_latency_seconds"
             out.append(f"# HELP {name} From the presentation's last byte at the host to its "
                        "verdict (host side: reassembly, decoding, verification).")

@@ -1,7 +1,8 @@
 """Everything `comptoir run` needs around the daemon, from the configuration: the transaction
 store with its billing journal and the offline rights cache, metrics, the event feed and the
 HTTP server, subscribed to the daemon's events; and the periodic work: expiry and retention of
-transactions, lots closed by age. One call to start, one to stop."""
+transactions, lots closed by age, and (with a rights service) the opposition list and the
+refresh of old cached families. One call to start, one to stop."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 
 from comptoir.config import Config
 from comptoir.metrics import Metrics
-from comptoir.patient_rights import RightsDesk
+from comptoir.patient_rights import RightsDesk, RightsSync
 from comptoir.rights import (
     CircuitBreaker,
     ClientPolicy,
@@ -42,6 +43,7 @@ class Services:
     _stop: threading.Event
     rights: RightsDesk | None = None
     threads: list[threading.Thread] = field(default_factory=list)
+    rights_sync: RightsSync | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -49,6 +51,8 @@ class Services:
             self.api.stop()
         for t in self.threads:  # the periodic tasks finish what they are doing
             t.join(timeout=10)
+        if self.rights_sync is not None:
+            self.rights_sync.close()
         self.feed.close()
         if self.rights is not None:
             self.rights.close()
@@ -56,19 +60,23 @@ class Services:
         self.biller.close()
 
 
+def rights_client(cfg: Config, breaker: CircuitBreaker | None = None) -> RightsClient:
+    """A client of the rights service as configured; `breaker`: share another client's."""
+    c = cfg.cache
+    return RightsClient(
+        c.service_url,
+        policy=ClientPolicy(timeout=c.service_timeout_ms / 1000, attempts=c.service_attempts,
+                            backoff=0.1, backoff_max=0.5, retry_after_max=1.0),
+        breaker=breaker or CircuitBreaker(threshold=c.breaker_threshold,
+                                          cool_down=float(c.breaker_cool_down_s),
+                                          max_cool_down=max(300.0, float(c.breaker_cool_down_s))))
+
+
 def open_rights(cfg: Config) -> RightsDesk:
     """The rights cache (rebuilt if unusable: reported in the log) and, when configured, the
     client of the rights service with its circuit breaker."""
     c = cfg.cache
-    client = None
-    if c.service_url:
-        client = RightsClient(
-            c.service_url,
-            policy=ClientPolicy(timeout=c.service_timeout_ms / 1000, attempts=c.service_attempts,
-                                backoff=0.1, backoff_max=0.5, retry_after_max=1.0),
-            breaker=CircuitBreaker(threshold=c.breaker_threshold,
-                                   cool_down=float(c.breaker_cool_down_s),
-                                   max_cool_down=max(300.0, float(c.breaker_cool_down_s))))
+    client = rights_client(cfg) if c.service_url else None
     cache = RightsCache.open(
         cfg.rights_db, cfg.rights_key,
         policy=StalenessPolicy(fresh_for=c.fresh_for_s, offline_max_age=c.offline_max_age_s,
@@ -127,6 +135,16 @@ def start_services(cfg: Config, daemon: Any) -> Services:
 
     threads = [threading.Thread(target=purge, name="transactions purge", daemon=True),
                threading.Thread(target=close_lots, name="billing lots by age", daemon=True)]
+    sync = None
+    if rights is not None and rights.cache.client is not None:
+        # Its own connection (a batch never holds up the counter's look-ups), the same breaker.
+        c = cfg.cache
+        sync = RightsSync(rights.cache, rights_client(cfg, rights.cache.client.breaker),
+                          opposition_every=c.opposition_every_s, refresh_every=c.refresh_every_s,
+                          older_than=c.refresh_older_than_s, max_families=c.refresh_max_families,
+                          metrics=metrics)
+        threads.append(threading.Thread(target=sync.run, args=(stop,), name="rights sync",
+                                        daemon=True))
     for t in threads:
         t.start()
-    return Services(store, biller, metrics, feed, api, stop, rights, threads)
+    return Services(store, biller, metrics, feed, api, stop, rights, threads, sync)

@@ -55,9 +55,12 @@ class SyncReport:
     families: int = 0  # asked
     answered: int = 0
     unknown: int = 0  # the service does not know the NIR
+    rejected: int = 0  # answers unusable (e.g. about another person): skipped, not stored
     rows_changed: int = 0
     oppositions: int = 0
+    opposition_seq: int = 0  # how far into the opposition list (when it was pulled)
     failed: str = ""  # why the sync stopped early ("" when it completed)
+    unavailable: bool = False  # it stopped because the service could not be reached
     seconds: float = 0.0
 
 
@@ -89,6 +92,7 @@ class RightsCache:
         self._store_options = store_options or {}
         self._keep_corrupt = keep_corrupt
         self._lock = threading.RLock()
+        self._opposition_lock = threading.Lock()
         self.rebuilds: list[Rebuild] = []
 
     @classmethod
@@ -257,49 +261,90 @@ class RightsCache:
 
     # -- sync ----------------------------------------------------------------------------------
 
-    def sync(self, now: int | None = None, *, older_than: int = 0) -> SyncReport:
-        """Ask the service again for every cached family whose AMO rights were obtained more
-        than `older_than` seconds ago, and pull the opposition list. Stops at the first
-        unavailability (the breaker is open, or retries ran out) and says so."""
-        if self.client is None:
+    def sync(
+        self,
+        now: int | None = None,
+        *,
+        older_than: int = 0,
+        limit: int | None = None,
+        oppositions: bool = True,
+        client: RightsClient | None = None,
+        stop: threading.Event | None = None,
+    ) -> SyncReport:
+        """Ask the service again for the cached families whose AMO rights were obtained more
+        than `older_than` seconds ago (oldest first, at most `limit` of them), then pull the
+        opposition list (`oppositions`). Stops at the first unavailability (the breaker is
+        open, or retries ran out), or between batches when `stop` is set, and says so in
+        `failed`; the caller decides what to log. `client`: another client than the cache's
+        (the daemon's background task has its own connection, sharing the breaker)."""
+        client = client or self.client
+        if client is None:
             raise ValueError("no rights service configured")
         now = int(self._clock()) if now is None else now
         started = time.perf_counter()
         report = SyncReport()
-        nirs = self._guard(lambda: self._cached_nirs(now - older_than))
+        nirs = self._guard(lambda: self.store.stale_families(now - older_than, limit))
         report.families = len(nirs)
         try:
             for i in range(0, len(nirs), 200):
-                answers = self.client.families(nirs[i : i + 200])
+                if stop is not None and stop.is_set():
+                    report.failed = "stopped"
+                    break
+                answers = self._batch(client, nirs[i : i + 200], report)
                 for nir, records in answers.items():
                     report.answered += 1
                     report.unknown += records is None
                     report.rows_changed += self.record_service(nir, records, now)
-            report.oppositions = self._sync_oppositions()
+            if oppositions and not report.failed:
+                report.oppositions, report.opposition_seq = self.sync_oppositions(client)
         except (ServiceUnavailable, ServiceError) as exc:
             report.failed = str(exc)
-            log.warning(
+            report.unavailable = isinstance(exc, ServiceUnavailable)
+            log.debug(
                 "rights sync stopped early",
                 extra={"answered": report.answered, "families": report.families, "why": str(exc)},
             )
         report.seconds = time.perf_counter() - started
         return report
 
-    def _cached_nirs(self, cutoff: int) -> list[str]:
-        # Streams the rows (a million decoded records would not fit in a small PC's memory).
-        nirs: dict[str, None] = {}
-        for r in self.store.records():
-            if r.amo is None or r.amo.obtained_at <= cutoff:
-                nirs[r.who.nir] = None
-        return list(nirs)
+    @staticmethod
+    def _batch(
+        client: RightsClient, nirs: list[str], report: SyncReport
+    ) -> dict[str, list[RightsRecord] | None]:
+        """One batch; when the service answers something unusable about one family (the
+        whole batch is refused then), its families are asked one by one and the unusable
+        answers skipped (counted in `report.rejected`), so that one bad answer does not stop
+        every later sync at the same oldest families."""
+        try:
+            return client.families(nirs)
+        except ServiceError:
+            answers: dict[str, list[RightsRecord] | None] = {}
+            for nir in nirs:
+                try:
+                    answers[nir] = client.family(nir)
+                except ServiceError:
+                    report.rejected += 1
+            return answers
 
-    def _sync_oppositions(self) -> int:
-        assert self.client is not None
-        seq = self.store.meta_int(_OPPOSITION_SEQ)
-        opp = self.client.oppositions(seq)
-        changed = self.record_opposition(opp.entries)
-        self.store.set_meta_int(_OPPOSITION_SEQ, opp.seq)
-        return changed
+    @property
+    def opposition_seq(self) -> int:
+        """How far into the service's opposition list this cache has read."""
+        return self.store.meta_int(_OPPOSITION_SEQ)
+
+    def sync_oppositions(self, client: RightsClient | None = None) -> tuple[int, int]:
+        """Pull the oppositions declared since the last pull -> (means changed, new seq).
+        Raises ServiceUnavailable / ServiceError (nothing recorded then)."""
+        client = client or self.client
+        if client is None:
+            raise ValueError("no rights service configured")
+        # One pull at a time (the sequence number is read, then advanced); not under the
+        # cache's lock, which look-ups at the counter take: never held across the network.
+        with self._opposition_lock:
+            seq = self.store.meta_int(_OPPOSITION_SEQ)
+            opp = client.oppositions(seq)
+            changed = self.record_opposition(opp.entries)
+            self.store.set_meta_int(_OPPOSITION_SEQ, opp.seq)
+        return changed, opp.seq
 
     # -- erasure and counts --------------------------------------------------------------------
 

@@ -397,6 +397,33 @@ class RightsStore:
                     checked += 1
         return checked
 
+    def stale_families(self, cutoff: int, limit: int | None = None) -> list[str]:
+        """Insured NIRs of the families with a member whose AMO rights were obtained at or
+        before `cutoff` (or who has none), oldest first, at most `limit`. Ages come from the
+        clear column; one row per family is decrypted to learn its NIR (and checked)."""
+        with self._lock:
+            families = self._db.execute(
+                "SELECT family FROM persons GROUP BY family HAVING min(obtained_at) <= ? "
+                "ORDER BY min(obtained_at), family" + ("" if limit is None else " LIMIT ?"),
+                (cutoff,) if limit is None else (cutoff, limit),
+            ).fetchall()
+        nirs: list[str] = []
+        for (family,) in families:
+            with self._lock:
+                row = self._db.execute(
+                    "SELECT lookup, row FROM persons WHERE family = ? LIMIT 1", (family,)
+                ).fetchone()
+            if row is None:  # erased since
+                continue
+            record = self._open_row(bytes(row[0]), row[1], None)
+            if (
+                self._cipher.lookup(record.who.canonical()) != bytes(row[0])
+                or self._cipher.family(record.who.nir) != bytes(family)
+            ):
+                raise CacheCorrupt("a row's identity does not match its keys")
+            nirs.append(record.who.nir)
+        return nirs
+
     def ages(self) -> list[int]:
         """obtained_at of the AMO rights of every row (clear column): for counts and sync."""
         with self._lock:
