@@ -33,6 +33,7 @@ class Tapper:
         self.results: list[tuple[Any, Phone, Presentation]] = []
         self.failures: list[TapFailed] = []
         self.extra: list[Presentation] = []
+        self.error: str | None = None  # why run() stopped early, with what the board said
 
     def on_event(self, ev: Any) -> None:
         if isinstance(ev, Presentation | TapFailed) and ev.port == self.port:
@@ -44,7 +45,13 @@ class Tapper:
         sim.place(phone)
         deadline = time.monotonic() + 10
         while True:
-            ev = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            try:
+                ev = self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                raise TimeoutError(
+                    f"{self.port}: nothing 10 s after tap {len(self.results) + 1} (phone in "
+                    f"the field: {sim.phone is not None}, APDUs seen by the phone: "
+                    f"{phone.apdus}, failures so far: {len(self.failures)})") from None
             if isinstance(ev, Presentation):
                 break
             # A glitch: the reader reads the same tap again; a phone that slipped
@@ -62,8 +69,14 @@ class Tapper:
         return ev
 
     def run(self, n: int) -> None:
-        for k in range(n):
-            self.tap(self.wallets[k % len(self.wallets)])
+        try:
+            for k in range(n):
+                self.tap(self.wallets[k % len(self.wallets)])
+        except Exception as exc:  # reported by the test, with the board's own output
+            fw = self.board.firmware
+            self.error = f"{exc}\nfirmware exits {fw.exits}; last lines:\n" + "\n".join(
+                list(fw.lines)[-30:])
+            return
         time.sleep(0.5)
         while not self.events.empty():
             ev = self.events.get()
@@ -106,6 +119,7 @@ def test_every_tap_is_read_once_intact_and_bound_to_its_person(twin_factory):
 
     seen_ids: set[bytes] = set()
     for t in tappers:
+        assert t.error is None, t.error
         assert t.extra == [], "a tap was read twice"
         for wallet, phone, ev in t.results:
             assert isinstance(ev.result, Verified), ev.result
