@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sqlite3
 import subprocess
 import sys
@@ -211,6 +212,36 @@ def test_any_damage_to_a_journal_keeps_every_intact_record(tmp_path_factory, dat
         if intact:
             assert commit(state, cred=cred, counter=i + 1) is Reason.COUNTER_NOT_INCREASING
     state.close()
+
+
+def test_a_failed_rewrite_keeps_the_old_journal_in_use(tmp_path, caplog):
+    path = tmp_path / "s.journal"
+    state = VerifierState(path, pepper=PEPPER)
+    # Something squats the temporary name: the rewrite fails (EISDIR), a real error.
+    (tmp_path / f".s.journal.tmp-{os.getpid()}").mkdir()
+    for counter in range(1, 6001):
+        assert commit(state, counter=counter) is None
+    assert "not rewritten" in caplog.text
+    assert journal_records(path) == 6002  # header, generation, 6000 presentations
+    (tmp_path / f".s.journal.tmp-{os.getpid()}").rmdir()
+    for counter in range(6001, 6257):  # the next round of purges rewrites it
+        assert commit(state, counter=counter) is None
+    assert journal_records(path) < 300
+    state.close()
+    state = VerifierState(path, pepper=PEPPER)
+    assert commit(state, counter=6256) is Reason.COUNTER_NOT_INCREASING
+    assert commit(state, counter=6257) is None
+
+
+def test_a_rewrite_killed_half_way_leaves_nothing_behind(tmp_path):
+    path = tmp_path / "s.journal"
+    state = VerifierState(path, pepper=PEPPER)
+    assert commit(state, counter=1) is None
+    state.close()
+    (tmp_path / ".s.journal.tmp-99999").write_bytes(b"half a rewrite")
+    state = VerifierState(path, pepper=PEPPER)
+    assert not (tmp_path / ".s.journal.tmp-99999").exists()
+    assert commit(state, counter=1) is Reason.COUNTER_NOT_INCREASING
 
 
 def test_the_journal_is_rewritten_when_mostly_dead(tmp_path):

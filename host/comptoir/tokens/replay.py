@@ -37,7 +37,6 @@ state directory is refused with StateInUse.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
@@ -131,11 +130,21 @@ class VerifierState:
         self._commits = 0
         self._credentials_purged_at = int(time.time())
         self.skipped_records = 0  # damaged records found when the journal was loaded
+        self._broken: str | None = None  # set when the journal can no longer be appended to
+        self._fd = -1
         self._lockfile = _lock_exclusively(Path(f"{path}.lock"))
         try:
+            # A rewrite killed half-way leaves its temporary file; the lock says no one else
+            # is writing one now.
+            for stale in self._path.parent.glob(f".{self._path.name}.tmp-*"):
+                if stale.is_file():
+                    stale.unlink()
             self._records = self._load(int(time.time()))
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+            if self._fd < 0:
+                self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
         except BaseException:
+            if self._fd >= 0:
+                os.close(self._fd)
             os.close(self._lockfile)
             raise
 
@@ -146,8 +155,8 @@ class VerifierState:
         try:
             data = self._path.read_bytes()
         except FileNotFoundError:
-            self._rewrite(now)
-            return 1
+            self._rewrite(now)  # a new journal: its header
+            return self._records
         if data.startswith(b"SQLite format 3\0"):
             raise StateCorrupt(f"{self._path}: an SQLite file, not a verifier journal (state "
                                "of an older daemon: see import_sqlite_state)")
@@ -191,7 +200,8 @@ class VerifierState:
         return out
 
     def _rewrite(self, now: int) -> None:
-        """Replace the journal by one holding the live state only (atomically)."""
+        """Replace the journal by one holding the live state only, atomically, and append to
+        the new one from now on. Fails with the old journal still in use, or not at all."""
         records = [pack_record(_HEADER, MAGIC, VERSION, now), *self._live_records()]
         tmp = self._path.with_name(f".{self._path.name}.tmp-{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -200,16 +210,29 @@ class VerifierState:
                 f.write(b"".join(records))
                 f.flush()
                 os.fsync(f.fileno())
-            os.replace(tmp, self._path)
+            new_fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        dir_fd = os.open(self._path.parent, os.O_RDONLY)
         try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+            os.replace(tmp, self._path)
+        except BaseException:
+            os.close(new_fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        # Renamed: appends must go to the new file now (the old one is unlinked).
+        old, self._fd = self._fd, new_fd
+        if old >= 0:
+            os.close(old)
         self._records = len(records)
+        try:
+            dir_fd = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as exc:  # the rename may not survive a power cut; a crash, yes
+            log.warning("verifier journal %s: directory not synced: %s", self._path, exc)
 
     def _append(self, data: bytes) -> None:
         size = self._records * RECORD_SIZE
@@ -221,18 +244,22 @@ class VerifierState:
             if self._durable:
                 os.fsync(self._fd)
         except BaseException:
-            # Leave whole records only (the next load would drop a partial one anyway).
-            with contextlib.suppress(OSError):
+            # Leave whole records only (the next load would drop a partial one anyway). If
+            # even that fails, later records would not be aligned: refuse until a restart.
+            try:
                 os.truncate(self._path, size)
+            except OSError as exc:
+                self._broken = f"a failed write could not be undone ({exc})"
             raise
         self._records += len(data) // RECORD_SIZE
 
     def _compact_if_worth_it(self, now: int) -> None:
         live = len(self._counters) + len(self._generations) + 1
         if self._records >= max(_COMPACT_MIN_RECORDS, 4 * live):
-            os.close(self._fd)
-            self._rewrite(now)
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
+            try:
+                self._rewrite(now)
+            except OSError as exc:  # only an optimisation: the old journal stays in use
+                log.warning("verifier journal %s not rewritten: %s", self._path, exc)
 
     # --- the state ------------------------------------------------------------------------
 
@@ -272,6 +299,8 @@ class VerifierState:
         Returns the refusal reason, or None when recorded (written to the journal)."""
         person = self.person_key(nir)
         with self._lock:
+            if self._broken:
+                raise OSError(f"verifier journal {self._path}: {self._broken}; restart the daemon")
             known = self._generations.get(person, -1)
             if generation < known:
                 return Reason.ACTIVATION_SUPERSEDED
@@ -311,9 +340,7 @@ class VerifierState:
         """Forget what can no longer matter, and rewrite the journal with what is left."""
         with self._lock:
             self._purge(now, force=True)
-            os.close(self._fd)
             self._rewrite(now)
-            self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
 
 
 def import_sqlite_state(sqlite_path: str | Path, state: VerifierState, now: int) -> int:
