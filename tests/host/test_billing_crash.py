@@ -23,13 +23,13 @@ from comptoir.billing import Exporter, Journal, verify
 from comptoir.billing.crashpoints import POINTS
 
 COUNT = 1000
-RANDOM_LIVES = 30
+RANDOM_LIVES = 40
 SEED = int(os.environ.get("COMPTOIR_CRASH_SEED", "20260615"))
 
 
-def _run(db: Path, out: Path, crash: str | None, kill_after: float | None) -> str:
-    """One life of the driver: killed `kill_after` seconds after it is READY (None: never),
-    or by its own crash point."""
+def _run(db: Path, out: Path, crash: str | None, kill: tuple[int, float] | None) -> str:
+    """One life of the driver: killed `delay` seconds after it reports its `lines`-th recorded
+    dispensation, for kill = (lines, delay) (None: never), or by its own crash point."""
     env = dict(os.environ)
     env.pop("COMPTOIR_BILLING_CRASH", None)
     if crash:
@@ -44,13 +44,20 @@ def _run(db: Path, out: Path, crash: str | None, kill_after: float | None) -> st
         ready, _, _ = select.select([proc.stdout], [], [], 30)
         assert ready, "driver did not start"
         first = proc.stdout.readline().strip()
-        if first == "READY" and kill_after is not None:
-            try:
-                proc.wait(timeout=kill_after)
-            except subprocess.TimeoutExpired:
-                proc.send_signal(signal.SIGKILL)
-                proc.communicate()
-                return "killed"
+        seen: list[str] = []
+        if first == "READY" and kill is not None:
+            lines, delay = kill
+            for _ in range(lines):
+                seen.append(proc.stdout.readline().strip())
+                if not seen[-1].isdigit():
+                    break  # DONE or dead: let it end
+            else:
+                try:
+                    proc.wait(timeout=delay)
+                except subprocess.TimeoutExpired:
+                    proc.send_signal(signal.SIGKILL)
+                    proc.communicate()
+                    return "killed"
         stdout, stderr = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -59,7 +66,7 @@ def _run(db: Path, out: Path, crash: str | None, kill_after: float | None) -> st
     if proc.returncode == -signal.SIGKILL:
         return "crashed"
     assert proc.returncode == 0, stderr
-    assert first == "READY" and stdout.strip() == "DONE"
+    assert first == "READY" and (seen + stdout.split())[-1:] == ["DONE"]
     return "done"
 
 
@@ -71,12 +78,13 @@ def test_sigkill_anywhere_loses_nothing_and_doubles_nothing(tmp_path: Path) -> N
     for point in POINTS:
         outcomes[_run(db, out, f"{point}:{rng.randint(1, 6)}", None)] += 1
     assert outcomes["crashed"] == len(POINTS)
-    # Then random kills from outside, mixed with random crash points; the number of lives is
-    # capped (a busy machine does less per life), then a last life runs to the end.
+    # Then random kills from outside (a few milliseconds after a random number of recorded
+    # dispensations: in a record, a lot closing or an export), mixed with random crash points;
+    # the number of lives is capped, then a last life runs to the end.
     result = ""
     for _ in range(RANDOM_LIVES):
         crash = f"{rng.choice(POINTS)}:{rng.randint(1, 40)}" if rng.random() < 0.4 else None
-        result = _run(db, out, crash, rng.uniform(0.0, 0.12))
+        result = _run(db, out, crash, (rng.randint(1, 25), rng.uniform(0.0, 0.01)))
         outcomes[result] += 1
         if result == "done":
             break

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -11,6 +13,7 @@ import pytest
 from billing_fixtures import SYNTH, dispensation, line, parse_b2
 
 from comptoir.billing import BillingError, Exporter, Journal, JournalError, verify
+from comptoir.billing import export as export_mod
 from comptoir.billing.cli import main as billing_main
 from comptoir.billing.progress import ProgressBar
 from comptoir.billing.render import GENESIS_HASH
@@ -115,6 +118,92 @@ def test_export_rewrites_a_missing_file_and_removes_dead_temporaries(tmp_path: P
     r = Exporter(j, out).export()
     assert r.restored == 1 and path.read_bytes() == data and not stale.exists()
     assert verify(j, out).ok
+
+
+def test_batched_export_writes_the_same_bytes_as_lot_by_lot(tmp_path: Path) -> None:
+    j = filled(tmp_path, 40, 10)  # 4 lots
+    out, again = tmp_path / "out", tmp_path / "again"
+    r = Exporter(j, out, batch_lots=3).export()
+    assert (r.lots, r.batches, r.files) == (4, 2, 12)
+    # One lot per barrier, ordinary writes: the files of the batched, O_DIRECT export.
+    r1 = Exporter(j, again, batch_lots=1, direct=False).export()
+    assert (r1.batches, r1.restored, r1.direct) == (4, 12, False)
+    files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(again) for p in again.rglob("*") if p.is_file())
+    assert all((out / p).read_bytes() == (again / p).read_bytes() for p in files)
+    assert len(files) == 12 and verify(j, out).ok and verify(j, again).ok
+
+
+def test_a_failed_batch_records_nothing_and_leaves_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    j = filled(tmp_path, 40, 10)
+    out = tmp_path / "out"
+    real = export_mod.DurableWriter.write
+    calls = []
+
+    def failing(self: export_mod.DurableWriter, path: Path, data: bytes) -> None:
+        calls.append(path)
+        if len(calls) == 8:  # the 3rd lot's CSV, in the 2nd batch
+            raise OSError(28, "No space left on device")
+        real(self, path, data)
+
+    monkeypatch.setattr(export_mod.DurableWriter, "write", failing)
+    with pytest.raises(OSError, match="No space"):
+        Exporter(j, out, batch_lots=2).export()
+    # The first batch (2 lots) is committed, the second left no trace.
+    assert len(Exporter(j, out).exported()) == 2
+    assert not [p for p in out.rglob(".*") if p.is_file()]
+    monkeypatch.setattr(export_mod.DurableWriter, "write", real)
+    r = Exporter(j, out, batch_lots=2).export()
+    assert (r.lots, r.skipped) == (2, 2) and verify(j, out).ok
+
+
+@pytest.mark.parametrize("refused_at", ["open", "write"])
+def test_writer_falls_back_to_ordinary_writes_when_o_direct_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, refused_at: str
+) -> None:
+    if not export_mod._O_DIRECT:
+        pytest.skip("no O_DIRECT here")
+    real_open, real_write = os.open, os.write
+    direct_fds: set[int] = set()
+
+    def fake_open(path: object, flags: int, *a: object) -> int:
+        if flags & export_mod._O_DIRECT:
+            if refused_at == "open":
+                raise OSError(errno.EINVAL, "Invalid argument")
+            flags &= ~export_mod._O_DIRECT
+            fd = real_open(path, flags, *a)
+            direct_fds.add(fd)
+            return fd
+        return real_open(path, flags, *a)
+
+    def fake_write(fd: int, data: object) -> int:
+        if fd in direct_fds:
+            direct_fds.discard(fd)
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(export_mod.os, "open", fake_open)
+    monkeypatch.setattr(export_mod.os, "write", fake_write)
+    writer = export_mod.DurableWriter()
+    data = bytes(range(256)) * 40 + b"tail"  # not a multiple of the alignment
+    writer.write(tmp_path / "f", data)
+    writer.write(tmp_path / "g", data[:5000])
+    writer.close()
+    assert not writer.direct
+    assert (tmp_path / "f").read_bytes() == data and (tmp_path / "g").read_bytes() == data[:5000]
+
+
+def test_direct_writes_keep_exact_sizes(tmp_path: Path) -> None:
+    writer = export_mod.DurableWriter()
+    sizes = [0, 1, 4095, 4096, 4097, 5 << 20]  # the last one grows the aligned buffer
+    for n in sizes:
+        data = bytes((i * 7) % 251 for i in range(n % 9000)) * (n // 9000 + 1)
+        data = data[:n]
+        writer.write(tmp_path / f"f{n}", data)
+        assert (tmp_path / f"f{n}").read_bytes() == data
+    writer.close()
 
 
 def _tamper(db: Path, sql: str, *args: object) -> None:

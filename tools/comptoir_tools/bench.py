@@ -360,16 +360,7 @@ def section_billing() -> str:
 
     sizes = tuple(int(x) for x in os.environ.get(
         "COMPTOIR_BENCH_BILLING_SIZES", "10000,100000,1000000").split(","))
-    r = bench_billing.run(sizes)
-    rows: list[dict[str, object]] = r["sizes"]  # type: ignore[assignment]
-    keys = list(rows[0])
-    table = ("| " + " | ".join(keys) + " |\n|" + "---|" * len(keys) + "\n"
-             + "\n".join("| " + " | ".join(str(row[k]) for k in keys) + " |" for row in rows))
-    return ("## Billing export (issue 8)\n\nExport of care sheets to the transmission, "
-            "accounts and JSON files (with fsync), beside raw SQLite reads of the same "
-            "journal in the same run. Goal ≥ 50 000 sheets/s at 1 000 000, linear growth "
-            f"(time per sheet at the largest size / at the smallest: {r['growth']}).\n\n"
-            + table + "\n")
+    return bench_billing.markdown(bench_billing.run(sizes)) + "\n"
 
 
 # ------------------------------------------------------------------ rights cache

@@ -20,8 +20,9 @@ POINTS = (
     "record.inserted",  # sheet row written, transaction not committed
     "record.committed",
     "lot.closed",  # lot row and sheet assignment written, not committed
-    "export.tmp_written",  # temp files fsynced, not renamed
-    "export.renamed",  # final files in place, export journal not committed
+    "export.tmp_written",  # a batch's temp files fsynced, none renamed
+    "export.lot_renamed",  # one more lot of the batch renamed, maybe not the others
+    "export.renamed",  # the batch's final files in place, directories fsynced, not committed
     "export.committed",
 )
 
