@@ -450,11 +450,14 @@ class TransactionStore:
                 (tx_id, state, now, now, v.presentation_id.hex(), board_id, port,
                  channel or str(v.channel), len(people), 0 if single else None, sealed))
             self._live[tx_id] = v
+        # The view as opened (rights from the cache, the service pending), taken before the
+        # service is asked: a quick answer must not make the opening look already answered.
+        view = self.get(tx_id)
         if self.rights is not None:
             self.rights.refresh(tx_id, v, on_rights)
         log.info("transaction opened", extra={"transaction": tx_id, "people": len(people),
                                               "state": str(state), "port": port})
-        return self.get(tx_id)
+        return view
 
     def refresh_rights(self, tx_id: str, on_done: Callable[[str], None] | None = None) -> None:
         """Ask the rights service (if any) again for this open transaction's family, in the
