@@ -117,6 +117,10 @@ class Config:
     def rights_key(self) -> Path:
         return self.paths.keys_dir / "rights.key"
 
+    @property
+    def billing_key(self) -> Path:
+        return self.paths.keys_dir / "billing.key"
+
 
 _LEVELS = ("debug", "info", "warning", "error")
 # (low, high) for numeric settings.

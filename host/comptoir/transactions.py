@@ -243,9 +243,13 @@ class Biller(Protocol):
 
 class JournalBiller:
     """The billing journal on one dedicated thread: sqlite3 connections belong to the thread
-    that opened them, and API requests each run on a thread of their own."""
+    that opened them, and API requests each run on a thread of their own. `key`: the billing
+    key file (the daemon passes paths.keys_dir/billing.key; default: keys/billing.key beside
+    the journal) or the key bytes; a bad key file fails here, naming the file."""
 
-    def __init__(self, path: str | Path, **journal_options: Any) -> None:
+    def __init__(self, path: str | Path, *, key: bytes | str | Path | None = None,
+                 **journal_options: Any) -> None:
+        journal_options["key"] = key
         self._jobs: queue.Queue[tuple[Callable[[Any], Any], Future[Any]] | None] = queue.Queue()
         ready: Future[None] = Future()
         self._thread = threading.Thread(target=self._run, args=(path, journal_options, ready),

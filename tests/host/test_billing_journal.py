@@ -15,6 +15,7 @@ from billing_fixtures import SYNTH, dispensation, line, parse_b2
 from comptoir.billing import BillingError, Exporter, Journal, JournalError, verify
 from comptoir.billing import export as export_mod
 from comptoir.billing.cli import main as billing_main
+from comptoir.billing.crypto import join_texts
 from comptoir.billing.progress import ProgressBar
 from comptoir.billing.render import GENESIS_HASH
 
@@ -214,11 +215,16 @@ def _tamper(db: Path, sql: str, *args: object) -> None:
 
 
 def test_tampered_sheet_names_its_lot(tmp_path: Path) -> None:
+    """A forger holding the key re-seals an edited sheet: the seal opens, the chain does not."""
     j = filled(tmp_path, 40, 10)
     finess = j.pharmacies()[0]
-    body = j.lot_rows(finess, 2)[3][0].decode()
-    forged = body.replace('"amo":', '"amo":1', 1)
-    _tamper(j.path, "UPDATE sheet SET body=? WHERE body=?", forged, body)
+    body, b2, _ = j.lot_rows(finess, 2)[3]
+    forged = body.decode().replace('"amo":', '"amo":1', 1)
+    invoice, tx = j.db.execute("SELECT invoice_no, transaction_id FROM sheet WHERE finess=? "
+                               "AND lot=2 ORDER BY seq LIMIT 1 OFFSET 3", (finess,)).fetchone()
+    sealed = j.cipher.seal(finess, invoice, tx, join_texts(forged, b2))
+    _tamper(j.path, "UPDATE sheet SET sealed=? WHERE finess=? AND invoice_no=?", sealed, finess,
+            invoice)
     report = verify(j)
     assert not report.ok
     assert any(p.startswith(f"lot {finess}/2:") for p in report.problems)

@@ -77,7 +77,8 @@ def test_run_closes_lots_by_age_and_stops_cleanly(tmp_path: Path) -> None:
     trust = test_trust(tmp_path)
     data = tmp_path / "data"
     data.mkdir()
-    with Journal(data / "billing.db") as j:
+    key = tmp_path / "keys" / "billing.key"  # where the daemon looks: paths.keys_dir
+    with Journal(data / "billing.db", key=key) as j:
         j.record(dispensation(tx="TX-AGE-1"))
         assert j.lots() == []
     cfg = write_config(tmp_path / "comptoir.toml", data_dir=data, keys_dir=tmp_path / "keys",
@@ -104,7 +105,7 @@ def test_run_closes_lots_by_age_and_stops_cleanly(tmp_path: Path) -> None:
     assert run.returncode == 0, out
     assert time.monotonic() - started < 10
     assert '"lot closed by age"' in out and '"lot": 1' in out
-    with Journal(data / "billing.db") as j:
+    with Journal(data / "billing.db", key=key) as j:
         (closed,) = j.lots()
         assert closed.count == 1 and closed.first_invoice == 1
 

@@ -18,14 +18,26 @@ TABLES = {
 
 
 def _dump(j: Journal) -> dict[str, list[tuple[object, ...]]]:
-    return {name: j.db.execute(sql).fetchall() for name, sql in TABLES.items()}
+    """Every row of every table; a sheet's sealed texts opened (each seal has its own random
+    nonce, so the same texts sealed twice differ: what must be identical is what they hold)."""
+    out = {name: j.db.execute(sql).fetchall() for name, sql in TABLES.items()}
+    names = [r[1] for r in j.db.execute("PRAGMA table_info(sheet)")]
+    at = {n: names.index(n) for n in ("finess", "invoice_no", "transaction_id", "sealed")}
+    out["sheet"] = [
+        (*r[:at["sealed"]], j.cipher.open(r[at["finess"]], r[at["invoice_no"]],
+                                          r[at["transaction_id"]], r[at["sealed"]]),
+         *r[at["sealed"] + 1:])
+        for r in out["sheet"]
+    ]
+    return out
 
 
 def test_bulk_recording_builds_the_same_journal(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(bench_billing, "BATCH", 700)  # several chunks, lots across chunks
     args = {"seed": 5, "pharmacies": 2, "families": 12}  # few persons: franchise caps reached
-    with Journal(tmp_path / "a.db", lot_size=300) as a, \
-            Journal(tmp_path / "b.db", lot_size=300) as b:
+    key = tmp_path / "keys" / "billing.key"  # the same key: the same person keys and digests
+    with Journal(tmp_path / "a.db", key=key, lot_size=300) as a, \
+            Journal(tmp_path / "b.db", key=key, lot_size=300) as b:
         synth = Synth(**args)
         bench_billing._fill(a, synth, 0, 900)
         bench_billing._fill(a, synth, 900, 2500)

@@ -30,6 +30,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from comptoir.billing import Exporter, Journal
+from comptoir.billing.crypto import SheetCipher, join_texts, load_key
 from comptoir.billing.journal import input_digest, person_key
 from comptoir.billing.pricing import build_care_sheet
 from comptoir.billing.render import sheet_texts
@@ -59,12 +60,15 @@ def _fill(journal: Journal, synth: Synth, start: int, stop: int) -> float:
 # one, and builds the very journal _fill builds (tests/tools/test_bench_billing.py compares
 # every table): the franchise running total is per person and year, so each worker owns a
 # fixed share of the synthetic families (dispensation i is for a member of family
-# i % families) and sees their dispensations in order; invoice numbers of a
+# i % families) and sees their dispensations in order; sealing (the journal's key, read from
+# its key file) is done there too; invoice numbers of a
 # fresh journal fed in order are known in advance (one sequence per pharmacy, checked on
 # insert); lots close in the same transaction as the sheet that fills them.
 
 
-def _bulk_worker(conn: Connection, part: int, parts: int, synth_args: dict[str, int]) -> None:
+def _bulk_worker(conn: Connection, part: int, parts: int, synth_args: dict[str, int],
+                 key: bytes | str) -> None:
+    cipher = SheetCipher(key if isinstance(key, bytes) else load_key(key, create=False))
     synth = Synth(synth_args["seed"], pharmacies=synth_args["pharmacies"],
                   families=synth_args["families"])
     npharm, nfam = len(synth.pharmacies), len(synth.presentations)
@@ -80,7 +84,7 @@ def _bulk_worker(conn: Connection, part: int, parts: int, synth_args: dict[str, 
             if i % nfam % parts != part:  # dispensation i is for someone of family i % nfam
                 continue
             d = synth.dispensation(i)
-            key = person_key(d.transaction.patient)
+            key = person_key(d.transaction.patient, cipher)
             year = d.dispensed_on.year
             sheet = build_care_sheet(d, franchise_used=charged.get((key, year), 0))
             if sheet.franchise:
@@ -89,9 +93,11 @@ def _bulk_worker(conn: Connection, part: int, parts: int, synth_args: dict[str, 
                 continue
             sheet = replace(sheet, invoice_no=i // npharm + 1)
             body, b2, csv = sheet_texts(sheet)
-            rows.append((i, d.transaction.transaction_id, input_digest(d), sheet.finess,
+            sealed = cipher.seal(sheet.finess, sheet.invoice_no, sheet.transaction_id,
+                                 join_texts(body, b2))
+            rows.append((i, d.transaction.transaction_id, input_digest(d, cipher), sheet.finess,
                          sheet.invoice_no, now, key, year, sheet.total, sheet.amo, sheet.amc,
-                         sheet.patient, sheet.franchise, body, b2, csv))
+                         sheet.patient, sheet.franchise, sealed, csv))
         seen = hi
         conn.send(rows)
 
@@ -103,13 +109,17 @@ class BulkRecorder:
     def __init__(self, journal: Journal, workers: int = 2,
                  synth_args: dict[str, int] | None = None) -> None:
         self.journal = journal
+        if journal.key_path is None:
+            raise ValueError("bulk recording needs a journal opened with a key file")
+        key = str(journal.key_path)  # the workers read the key file themselves
         ctx = multiprocessing.get_context("spawn")
         self.conns: list[Connection] = []
         self.procs = []
         for part in range(workers):
             mine, theirs = ctx.Pipe()
             p = ctx.Process(target=_bulk_worker, args=(theirs, part, workers,
-                                                       synth_args or SYNTH), daemon=True)
+                                                       synth_args or SYNTH, key),
+                            daemon=True)
             p.start()
             self.conns.append(mine)
             self.procs.append(p)
@@ -163,7 +173,7 @@ class BulkRecorder:
                 db.execute(
                     "INSERT INTO sheet (transaction_id, input_digest, finess, invoice_no, "
                     "recorded_at, person_key, year, total, amo, amc, patient, franchise, lot, "
-                    "body, b2, csv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+                    "sealed, csv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
                     row[1:],
                 )
                 st[0], st[1] = invoice + 1, st[1] + 1

@@ -96,7 +96,7 @@ def start_services(cfg: Config, daemon: Any) -> Services:
     """`daemon`: a comptoir.daemon.Daemon (subscribe, status), not yet started or running."""
     for d in (cfg.paths.data_dir, cfg.paths.keys_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    biller = JournalBiller(cfg.billing_db, lot_size=cfg.billing.lot_size,
+    biller = JournalBiller(cfg.billing_db, key=cfg.billing_key, lot_size=cfg.billing.lot_size,
                            lot_max_age=cfg.billing.lot_max_age_s)
     rights = open_rights(cfg) if cfg.cache.enabled else None
     store = TransactionStore(cfg.transactions_db, cfg.transactions_key, biller,

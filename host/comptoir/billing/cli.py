@@ -1,5 +1,6 @@
 """`comptoir billing`: list, close-lot, export, verify. Exit status 0 ok, 1 problems found,
-2 usage error."""
+2 usage error (also: no journal, a key file missing, readable by others or not this journal's,
+a sealed sheet that does not open during an export)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import argparse
 import os
 import sys
 
+from .crypto import KeyFileError, default_key_path
+from .errors import IntegrityError, JournalError
 from .export import KINDS, Exporter
 from .journal import Journal
 from .progress import ProgressBar
@@ -83,6 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  description="Care sheets, lots and their export.")
     ap.add_argument("--db", default=os.environ.get("COMPTOIR_BILLING_DB", DEFAULT_DB),
                     help="billing journal (default: $COMPTOIR_BILLING_DB or billing.sqlite3)")
+    ap.add_argument("--key", default=os.environ.get("COMPTOIR_BILLING_KEY"),
+                    help="billing key file (32 bytes, mode 0600; default: $COMPTOIR_BILLING_KEY "
+                         "or keys/billing.key beside the journal, the daemon's layout; "
+                         "never created here)")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("list", help="list lots and open sheets")
@@ -121,8 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no billing journal at {args.db}", file=sys.stderr)
         return 2
     max_age = getattr(args, "max_age", 24 * 3600)
-    with Journal(args.db, lot_max_age=max_age) as j:
-        return int(args.func(j, args))
+    key = args.key or default_key_path(args.db)
+    try:
+        with Journal(args.db, key=key, create_key=False, lot_max_age=max_age) as j:
+            return int(args.func(j, args))
+    except (KeyFileError, JournalError, IntegrityError) as e:
+        print(f"comptoir billing: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -14,6 +14,10 @@ Killed before 3, the next run redoes the whole batch (same bytes, same names); k
 3, its lots are skipped. A lot is recorded as exported only once its files are durable under
 their final names. Temporary files of dead processes are removed.
 
+The files are the deliverable handed to the transmission software, so they are in clear (the
+B2 file and the JSON hold NIRs): each is created mode 0600 and a directory the exporter creates
+is 0700 (an existing one keeps its mode: the operator may grant a transmission group access).
+
 Files are written with O_DIRECT where the file system allows it (then fsync'd all the same):
 they are written once and not read back, so going through the page cache would only cost
 copies and evict the journal's pages. Elsewhere (tmpfs, other systems) ordinary writes.
@@ -48,6 +52,8 @@ BATCH_SHEETS = 64_000
 IN_FLIGHT = 4  # lots rendered and not yet written: bounds memory (~1.5 MB per 1 000 sheets)
 _ALIGN = 4096  # O_DIRECT buffer, offset and length alignment (covers 512-byte devices)
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+FILE_MODE = 0o600  # they hold NIRs: the service account only
+DIR_MODE = 0o700
 
 
 @dataclass
@@ -115,7 +121,7 @@ class DurableWriter:
         flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
         if self.direct and self._write_direct(path, data, flags):
             return
-        fd = os.open(path, flags, 0o644)
+        fd = os.open(path, flags, FILE_MODE)
         try:
             view = memoryview(data)
             while view:
@@ -135,7 +141,7 @@ class DurableWriter:
         buf[:size] = data
         buf[size:padded] = bytes(padded - size)
         try:
-            fd = os.open(path, flags | _O_DIRECT, 0o644)
+            fd = os.open(path, flags | _O_DIRECT, FILE_MODE)
         except OSError as e:
             if e.errno != errno.EINVAL:
                 raise
@@ -218,7 +224,8 @@ class Exporter:
         for lot in self.journal.lots(finess):
             if lot.finess not in cleaned:
                 directory = self.out / lot.finess
-                directory.mkdir(parents=True, exist_ok=True)
+                self.out.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+                directory.mkdir(exist_ok=True, mode=DIR_MODE)
                 remove_stale_temporaries(directory)
                 cleaned.add(lot.finess)
             rec = done.get((lot.finess, lot.seq), {})

@@ -8,6 +8,12 @@ change or none of it:
 A sheet has one `lot` column, so it is in at most one lot; verify() shows it is in exactly one
 once closed. Recording a transaction id again returns the first sheet (a daemon that crashed
 before learning whether its commit happened simply records again).
+
+Personal data is sealed at rest (schema 2): each sheet's canonical JSON and B2 records (the
+NIR, birth date and ranks, and everything rendered from them) are one AES-256-GCM blob bound
+to its row (FINESS, invoice number, transaction id); the person key and the input digest are
+keyed HMACs (crypto.py). Only the CSV row (no personal data), amounts, numbers and dates are in
+clear. A schema-1 journal (texts in clear) is sealed once, in one transaction, when opened.
 """
 
 from __future__ import annotations
@@ -23,14 +29,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from . import crashpoints
-from .errors import JournalError
+from .crypto import (
+    InvalidTag,
+    KeyFileError,
+    SheetCipher,
+    aad_prefix,
+    default_key_path,
+    join_texts,
+    load_key,
+)
+from .errors import IntegrityError, JournalError
 from .model import CareSheet, Dispensation, Lot, PatientRef
 from .pricing import build_care_sheet, mask
 from .render import GENESIS_HASH, lot_hash, sheet_from_json, sheet_texts
 
 log = logging.getLogger("comptoir.billing")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 1: texts and person key in clear; 2: sealed (migrated on open)
 MAX_INVOICE = 999_999_999  # 9 digits in B2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS pharmacy (
@@ -42,16 +57,17 @@ CREATE TABLE IF NOT EXISTS pharmacy (
 CREATE TABLE IF NOT EXISTS sheet (
     seq INTEGER PRIMARY KEY,
     transaction_id TEXT NOT NULL UNIQUE,
-    input_digest TEXT NOT NULL,
+    input_digest TEXT NOT NULL,       -- keyed HMAC of the request ('v1:' + sha256 before 2)
     finess TEXT NOT NULL,
     invoice_no INTEGER NOT NULL,
     recorded_at INTEGER NOT NULL,
-    person_key TEXT NOT NULL,         -- hash of the patient identity, for the franchise cap
+    person_key TEXT NOT NULL,         -- keyed HMAC of the patient identity (franchise cap)
     year INTEGER NOT NULL,
     total INTEGER NOT NULL, amo INTEGER NOT NULL, amc INTEGER NOT NULL,
     patient INTEGER NOT NULL, franchise INTEGER NOT NULL,
     lot INTEGER,                      -- NULL while open
-    body TEXT NOT NULL, b2 TEXT NOT NULL, csv TEXT NOT NULL,
+    sealed BLOB NOT NULL,             -- AES-GCM of JSON, newline, B2, bound to the row
+    csv TEXT NOT NULL,                -- the accounts row: no personal data
     UNIQUE (finess, invoice_no)
 );
 CREATE INDEX IF NOT EXISTS sheet_lot ON sheet (finess, lot, seq);
@@ -68,6 +84,7 @@ CREATE TABLE IF NOT EXISTS lot (
     prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
     PRIMARY KEY (finess, seq)
 );
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS export (
     finess TEXT NOT NULL, lot INTEGER NOT NULL, kind TEXT NOT NULL,
     name TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
@@ -76,31 +93,50 @@ CREATE TABLE IF NOT EXISTS export (
 );
 """
 LOT_ROWS = (
-    "SELECT CAST(body AS BLOB), CAST(b2 AS BLOB), CAST(csv AS BLOB) FROM sheet "
+    "SELECT invoice_no, transaction_id, sealed, CAST(csv AS BLOB) FROM sheet "
     "WHERE finess=? AND lot=? ORDER BY seq"
 )
+OPEN_ROWS = (
+    "SELECT invoice_no, transaction_id, sealed, CAST(csv AS BLOB) FROM sheet "
+    "WHERE finess=? AND lot IS NULL ORDER BY seq"
+)
+SEAL_PROBLEM = "sealed texts do not open (altered, moved from another row, or another key)"
 LOT_COLUMNS = (
     "finess, seq, count, first_invoice, last_invoice, opened_at, closed_at, total, amo, amc, "
     "patient, franchise, prev_hash, hash"
 )
 
 
-def person_key(ref: PatientRef) -> str:
-    raw = f"{ref.insured_nir}|{ref.birth_date}|{ref.birth_rank}".encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
+def person_key(ref: PatientRef, cipher: SheetCipher) -> str:
+    return cipher.person_key(ref)
 
 
-def input_digest(d: Dispensation) -> str:
-    """What identifies the request itself, to tell a retry from a different bill."""
+def _request_parts(d: Dispensation, pkey: str) -> bytes:
     tx = d.transaction
     parts = (
-        tx.transaction_id, person_key(tx.patient), tx.presentation.credential_id.hex(),
+        tx.transaction_id, pkey, tx.presentation.credential_id.hex(),
         d.finess, d.pharmacist_rpps, d.prescriber_rpps, str(d.prescribed_on),
         str(d.dispensed_on), int(d.nature), d.tiers_payant.amo, d.tiers_payant.amc,
         tuple((x.code, x.quantity, x.unit_price, x.base, x.rate, x.amo, x.amc, x.patient)
               for x in d.lines),
     )
-    return hashlib.sha256(repr(parts).encode()).hexdigest()
+    return repr(parts).encode()
+
+
+def input_digest(d: Dispensation, cipher: SheetCipher) -> str:
+    """What identifies the request itself, to tell a retry from a different bill (keyed)."""
+    return cipher.digest(_request_parts(d, cipher.person_key(d.transaction.patient)))
+
+
+def _v1_person_key(ref: PatientRef) -> str:
+    """Schema 1's person key (unkeyed): only to migrate, and to recognise a retry of a
+    transaction recorded before the migration."""
+    raw = f"{ref.insured_nir}|{ref.birth_date}|{ref.birth_rank}".encode()
+    return hashlib.sha256(raw).hexdigest()[:32]
+
+
+def _v1_input_digest(d: Dispensation) -> str:
+    return hashlib.sha256(_request_parts(d, _v1_person_key(d.transaction.patient))).hexdigest()
 
 
 class Journal:
@@ -108,26 +144,120 @@ class Journal:
         self,
         path: str | Path,
         *,
+        key: bytes | str | Path | None = None,
+        create_key: bool = True,
         lot_size: int = 1000,
         lot_max_age: int = 24 * 3600,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`key`: the billing key file (default: keys/billing.key beside the journal, see
+        crypto.default_key_path), created 0600 if missing unless `create_key` is false, or
+        the 32 key bytes themselves. A key file others can read, or one that is not this
+        journal's key, is refused (KeyFileError naming the file)."""
         if lot_size < 1:
             raise ValueError("lot_size must be at least 1")
         self.path = Path(path)
         self.lot_size = lot_size
         self.lot_max_age = lot_max_age
         self.clock = clock
+        if isinstance(key, bytes):
+            self.key_path: Path | None = None
+            self.cipher = SheetCipher(key)
+        else:
+            self.key_path = Path(key) if key is not None else default_key_path(self.path)
+            self.cipher = SheetCipher(load_key(self.key_path, create=create_key))
         # Autocommit mode: transactions are opened explicitly, IMMEDIATE, so two processes
         # never both read-then-write the same counters.
         self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
+        try:
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            # Deleted or rewritten content is zeroed, not left in free pages (the migration
+            # drops clear texts; a rewritten row leaves nothing of its old version behind).
+            self.db.execute("PRAGMA secure_delete=ON")
+            self._open_schema()
+        except BaseException:
+            self.db.close()
+            raise
+
+    def _key_name(self) -> str:
+        return f"key file {self.key_path}" if self.key_path else "the key given"
+
+    def _open_schema(self) -> None:
+        db = self.db
+        migrated = False
         with self.write():
+            (version,) = db.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                raise JournalError(f"billing journal {self.path} has schema {version}, newer "
+                                   f"than this program's {SCHEMA_VERSION}")
+            if version == 1:
+                self._migrate_v1()
+                migrated = True
             for statement in SCHEMA.split(";"):
                 if statement.strip():
-                    self.db.execute(statement)
-            self.db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    db.execute(statement)
+            check = self.cipher.key_check()
+            row = db.execute("SELECT value FROM meta WHERE name='key_check'").fetchone()
+            if row is None:
+                if not migrated and db.execute("SELECT 1 FROM sheet LIMIT 1").fetchone():
+                    raise JournalError(f"billing journal {self.path}: sealed sheets but no "
+                                       "key check; run verify")
+                db.execute("INSERT INTO meta VALUES ('key_check', ?)", (check,))
+            elif bytes(row[0]) != check:
+                raise KeyFileError(f"{self._key_name()} is not the key of the billing journal "
+                                   f"{self.path} (its sheets were sealed with another key)")
+            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        if migrated:
+            # The clear texts are zeroed in the file (secure_delete) once checkpointed; the
+            # write-ahead log that held them is emptied.
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            log.warning("billing journal sealed (schema 1 -> 2)",
+                        extra={"sheets": self.count_sheets()})
+
+    def _migrate_v1(self) -> None:
+        """Schema 1 -> 2, inside the opening transaction: every sheet's texts sealed, person
+        keys and franchise totals re-keyed with the HMAC, input digests kept as 'v1:' (a
+        retry of a transaction recorded before is still recognised). Lots are untouched: the
+        chain covers the plaintext, which does not change."""
+        db = self.db
+        db.execute("DROP INDEX IF EXISTS sheet_lot")
+        db.execute("ALTER TABLE sheet RENAME TO sheet_v1")
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        keys: dict[str, str] = {}
+        rows = db.execute(
+            "SELECT seq, transaction_id, input_digest, finess, invoice_no, recorded_at, "
+            "person_key, year, total, amo, amc, patient, franchise, lot, body, b2, csv "
+            "FROM sheet_v1 ORDER BY seq")
+        insert = (
+            "INSERT INTO sheet (seq, transaction_id, input_digest, finess, invoice_no, "
+            "recorded_at, person_key, year, total, amo, amc, patient, franchise, lot, sealed, "
+            "csv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        while batch := rows.fetchmany(1000):
+            out = []
+            for (seq, tx_id, digest, finess, invoice, recorded, old_key, year, total, amo, amc,
+                 patient, franchise, lot, body, b2, csv) in batch:
+                sheet = sheet_from_json(body)
+                new_key = self.cipher.person_key(
+                    PatientRef(sheet.insured_nir, sheet.birth_date, sheet.birth_rank))
+                if keys.setdefault(old_key, new_key) != new_key:
+                    raise JournalError(f"migration: invoice {finess}/{invoice}: person key "
+                                       "differs from its sheet's; run verify")
+                sealed = self.cipher.seal(finess, invoice, tx_id, join_texts(body, b2))
+                out.append((seq, tx_id, "v1:" + digest, finess, invoice, recorded, new_key,
+                            year, total, amo, amc, patient, franchise, lot, sealed, csv))
+            db.executemany(insert, out)
+        db.execute("DROP TABLE sheet_v1")
+        totals = db.execute("SELECT person_key, year, charged FROM franchise_year").fetchall()
+        db.execute("DELETE FROM franchise_year")
+        lost = [t for t in totals if t[0] not in keys]
+        db.executemany("INSERT INTO franchise_year VALUES (?, ?, ?)",
+                       [(keys[k], y, c) for k, y, c in totals if k in keys])
+        if lost:  # unreachable (no sheet of theirs) and keyed by the clear hash: dropped
+            log.warning("migration: franchise totals without a sheet dropped",
+                        extra={"count": len(lost)})
 
     def close(self) -> None:
         self.db.close()
@@ -171,16 +301,20 @@ class Journal:
     def _record_one(self, d: Dispensation, now: int) -> CareSheet:
         db = self.db
         tx_id = d.transaction.transaction_id
-        digest = input_digest(d)
+        key = self.cipher.person_key(d.transaction.patient)
+        digest = self.cipher.digest(_request_parts(d, key))
         if isinstance(tx_id, str):
             row = db.execute(
-                "SELECT input_digest, body FROM sheet WHERE transaction_id=?", (tx_id,)
+                "SELECT input_digest, finess, invoice_no, sealed FROM sheet "
+                "WHERE transaction_id=?", (tx_id,)
             ).fetchone()
             if row:
-                if row[0] != digest:
+                stored = row[0]
+                same = (stored[3:] == _v1_input_digest(d) if stored.startswith("v1:")
+                        else stored == digest)
+                if not same:
                     raise JournalError(f"transaction {tx_id} was already billed differently")
-                return sheet_from_json(row[1])
-        key = person_key(d.transaction.patient)
+                return sheet_from_json(self._open_one(row[1], row[2], tx_id, row[3]))
         year = d.dispensed_on.year if isinstance(d.dispensed_on, dt.date) else 0
         row = db.execute(
             "SELECT charged FROM franchise_year WHERE person_key=? AND year=?", (key, year)
@@ -198,12 +332,14 @@ class Journal:
             raise JournalError(f"pharmacy {sheet.finess}: 9-digit invoice numbers exhausted")
         sheet = replace(sheet, invoice_no=invoice)
         body, b2, csv = sheet_texts(sheet)
+        sealed = self.cipher.seal(sheet.finess, invoice, sheet.transaction_id,
+                                  join_texts(body, b2))
         db.execute(
             "INSERT INTO sheet (transaction_id, input_digest, finess, invoice_no, recorded_at, "
-            "person_key, year, total, amo, amc, patient, franchise, lot, body, b2, csv) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
+            "person_key, year, total, amo, amc, patient, franchise, lot, sealed, csv) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
             (tx_id, digest, sheet.finess, invoice, now, key, year, sheet.total, sheet.amo,
-             sheet.amc, sheet.patient, sheet.franchise, body, b2, csv),
+             sheet.amc, sheet.patient, sheet.franchise, sealed, csv),
         )
         db.execute(
             "UPDATE pharmacy SET next_invoice=?, open_count=?, "
@@ -250,7 +386,8 @@ class Journal:
     def _close(self, finess: str, now: int) -> Lot | None:
         db = self.db
         rows = db.execute(
-            "SELECT invoice_no, recorded_at, total, amo, amc, patient, franchise, body, b2, csv "
+            "SELECT invoice_no, recorded_at, total, amo, amc, patient, franchise, "
+            "transaction_id, sealed, CAST(csv AS BLOB) "
             "FROM sheet WHERE finess=? AND lot IS NULL ORDER BY seq",
             (finess,),
         ).fetchall()
@@ -268,7 +405,9 @@ class Journal:
             amc=sum(r[4] for r in rows), patient=sum(r[5] for r in rows),
             franchise=sum(r[6] for r in rows), prev_hash=prev_hash, hash="",
         )
-        lot = replace(lot, hash=lot_hash(lot, [r[7:] for r in rows]))
+        texts = self._open_rows(finess, [(r[0], *r[7:]) for r in rows],
+                                f"pharmacy {finess}: open sheets")
+        lot = replace(lot, hash=lot_hash(lot, texts))
         db.execute(f"INSERT INTO lot ({LOT_COLUMNS}) VALUES ({','.join('?' * 14)})", _lot_row(lot))
         db.execute("UPDATE sheet SET lot=? WHERE finess=? AND lot IS NULL", (seq, finess))
         db.execute("UPDATE pharmacy SET open_count=0, open_since=NULL WHERE finess=?", (finess,))
@@ -301,10 +440,54 @@ class Journal:
         finally:
             self.db.execute("PRAGMA mmap_size=0")
 
-    def lot_rows(self, finess: str, seq: int) -> list[tuple[bytes, bytes, bytes]]:
+    def lot_rows(
+        self, finess: str, seq: int, bad: list[int] | None = None
+    ) -> list[tuple[bytes, bytes, bytes]]:
         """(body, b2, csv) of each sheet of a lot, in invoice order, as the bytes the files
-        hold (all three are ASCII): no decoding on the way out, no encoding on the way in."""
-        return self.db.execute(LOT_ROWS, (finess, seq)).fetchall()
+        hold (all three are ASCII): no decoding on the way out, no encoding on the way in.
+        A sealed blob that does not open raises IntegrityError naming the lot and invoice;
+        with `bad` a list, its invoice number is appended there and the row left out."""
+        rows = self.db.execute(LOT_ROWS, (finess, seq)).fetchall()
+        return self._open_rows(finess, rows, f"lot {finess}/{seq}", bad)
+
+    def open_rows(self, finess: str, bad: list[int] | None = None
+                  ) -> list[tuple[bytes, bytes, bytes]]:
+        """The same for the pharmacy's open sheets (not in a lot yet)."""
+        rows = self.db.execute(OPEN_ROWS, (finess,)).fetchall()
+        return self._open_rows(finess, rows, f"pharmacy {finess}: open sheets", bad)
+
+    def _open_rows(
+        self,
+        finess: str,
+        rows: list[tuple[int, str, bytes, bytes]],
+        where: str,
+        bad: list[int] | None = None,
+    ) -> list[tuple[bytes, bytes, bytes]]:
+        # The export's inner loop: one AES-GCM open per sheet (~3 us), nothing else.
+        decrypt = self.cipher._aead.decrypt
+        prefix = aad_prefix(finess)  # row_aad, inlined
+        out = []
+        for invoice, tx_id, blob, csv in rows:
+            try:
+                plain = decrypt(blob[:12], blob[12:], b"%s%d|%s" % (prefix, invoice,
+                                                                  tx_id.encode()))
+            except (InvalidTag, TypeError, ValueError, AttributeError):
+                if bad is None:
+                    raise IntegrityError(f"{where}: invoice {invoice}: {SEAL_PROBLEM}; "
+                                         "run verify") from None
+                bad.append(invoice)
+                continue
+            body, _, b2 = plain.partition(b"\n")
+            out.append((body, b2, csv))
+        return out
+
+    def _open_one(self, finess: str, invoice: int, tx_id: str, blob: bytes) -> str:
+        try:
+            plain = self.cipher.open(finess, invoice, tx_id, blob)
+        except (InvalidTag, TypeError, ValueError, AttributeError):
+            raise IntegrityError(f"invoice {finess}/{invoice}: {SEAL_PROBLEM}; "
+                                 "run verify") from None
+        return plain.partition(b"\n")[0].decode()
 
     def open_sheets(self) -> dict[str, tuple[int, int | None]]:
         """finess -> (sheets not in a lot yet, recorded_at of the oldest)."""
@@ -315,9 +498,11 @@ class Journal:
 
     def sheet(self, transaction_id: str) -> CareSheet | None:
         row = self.db.execute(
-            "SELECT body FROM sheet WHERE transaction_id=?", (transaction_id,)
+            "SELECT finess, invoice_no, sealed FROM sheet WHERE transaction_id=?",
+            (transaction_id,)
         ).fetchone()
-        return sheet_from_json(row[0]) if row else None
+        return sheet_from_json(self._open_one(row[0], row[1], transaction_id, row[2])) \
+            if row else None
 
     def count_sheets(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM sheet").fetchone()[0])

@@ -27,25 +27,47 @@ LOOKUP_BYTES = 16  # 128 bits: collisions are out of reach, and a decrypted row 
 _AAD_PREFIX = b"comptoir-rights-row-v1:"
 
 
-def load_or_create_key(path: str | Path) -> bytes:
-    """Read the master key, creating it (mode 0600, never overwritten) on first run.
-    Refuses a key file others can read, or one of the wrong size."""
+def load_or_create_key(path: str | Path, *, create: bool = True) -> bytes:
+    """Read a 32-byte key file, creating it on first run when `create` (mode 0600, never
+    overwritten; its directory made 0700 if missing). Shared by every store that seals rows
+    (rights cache, transactions, billing journal), each deriving its own keys from it.
+    Refuses a key file others can read, or one of the wrong size; with `create=False` a missing
+    file is refused too. The new key is written to a temporary name, fsync'd and then linked
+    into place, so a process killed while creating it never leaves a short key behind (and of
+    two processes creating it at once, one key wins and both use it)."""
     path = Path(path)
+    if not path.exists():
+        if not create:
+            raise KeyFileError(f"key file {path} is missing")
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(os.urandom(KEY_BYTES))
+                f.flush()
+                os.fsync(f.fileno())
+            try:
+                os.link(tmp, path)  # fails if another process created it meanwhile
+            except FileExistsError:
+                pass
+            else:
+                dfd = os.open(path.parent, os.O_RDONLY)
+                try:
+                    os.fsync(dfd)
+                finally:
+                    os.close(dfd)
+        finally:
+            tmp.unlink(missing_ok=True)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
         mode = path.stat().st_mode
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise KeyFileError(f"key file {path} is readable by others (chmod 600 it)") from None
-        key = path.read_bytes()
-        if len(key) != KEY_BYTES:
-            raise KeyFileError(f"key file {path} is not a {KEY_BYTES}-byte key") from None
-        return key
-    key = os.urandom(KEY_BYTES)
-    with os.fdopen(fd, "wb") as f:
-        f.write(key)
-        f.flush()
-        os.fsync(f.fileno())
+    except FileNotFoundError:
+        raise KeyFileError(f"key file {path} is missing") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"key file {path} is readable by others (chmod 600 it)")
+    key = path.read_bytes()
+    if len(key) != KEY_BYTES:
+        raise KeyFileError(f"key file {path} is not a {KEY_BYTES}-byte key")
     return key
 
 
