@@ -7,11 +7,13 @@ One journal grows through the sizes (10 000, 100 000, 1 000 000 care sheets by d
 pharmacies, lots of 1 000), recorded through the real path (check, price, number, render,
 insert; batches of 5 000 dispensations per transaction, timed for information). At each size
 the export journal is emptied and every lot is exported into a fresh, empty directory with the
-real exactly-once path (Exporter defaults: read and render each lot, write its three files to
+real exactly-once path (Exporter defaults: read each lot, open each sheet's sealed texts
+(AES-256-GCM with the journal's key), render, write its three files to
 temporaries with O_DIRECT where allowed, fsync each, rename, fsync the directory, one
 export-journal commit per batch of up to 64 lots): `export_per_s` = sheets / seconds, all
 files durable at the end. `raw_read_per_s` reads the same rows through the same query
-(Journal.lot_rows, memory-mapped as in the export) with nothing done to them; `ratio` = raw
+(Journal.lot_rows, memory-mapped as in the export, sealed texts opened) and does nothing with
+them; `ratio` = raw
 read seconds / export seconds. `growth` = seconds per sheet at the largest size / at the
 smallest (1.0 = linear).
 """
@@ -290,7 +292,8 @@ def markdown(r: dict[str, object]) -> str:
     return (
         "## Billing export (issue 8)\n\n"
         "Export of care sheets to the transmission, accounts and JSON files, every lot from "
-        "a fresh state (empty export journal, empty directory), all files durable (written "
+        "a fresh state (empty export journal, empty directory), each sheet's sealed texts "
+        "opened (AES-256-GCM, one blob a sheet), all files durable (written "
         f"with {mode}, each fsync'd, renamed, directory fsync'd, one export-journal commit "
         "per batch of up to 64 lots; docs/billing.md), beside raw SQLite reads of the same rows "
         "through the same query in the same run (`ratio` = read time / export time). Goal "
