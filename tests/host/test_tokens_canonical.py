@@ -13,7 +13,12 @@ from tokens_fixtures import BOARD, NOW, World
 
 from comptoir.tokens import canonical, cbor_safe, claims, cose
 from comptoir.tokens.reasons import TokenError
-from comptoir.tokens.verify import PRESENTATION_CLAIMS_LIMITS, PRESENTATION_LIMITS, decode_qr
+from comptoir.tokens.verify import (
+    CREDENTIAL_LIMITS,
+    PRESENTATION_CLAIMS_LIMITS,
+    PRESENTATION_LIMITS,
+    decode_qr,
+)
 
 
 def general(data: bytes):
@@ -135,3 +140,65 @@ def test_der_signature_matches_cryptography(raw):
 def test_der_signature_edges(raw):
     r, s = int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big")
     assert cose.der_signature(raw) == (encode_dss_signature(r, s) if r and s else None)
+
+
+# --- the credential envelope -----------------------------------------------------------------
+
+
+def general_envelope(data: bytes):
+    try:
+        return cose.parse_sign1(data, CREDENTIAL_LIMITS, frozenset((cose.HDR_ALG, cose.HDR_KID)))
+    except TokenError:
+        return None
+
+
+def envelope_agrees(data: bytes) -> bool:
+    fast = canonical.read_credential_envelope(data)
+    if fast is None:
+        return True
+    protected, kid, payload, signature = fast
+    return general_envelope(data) == cose.Sign1(
+        protected, {cose.HDR_ALG: cose.ALG_ES256, cose.HDR_KID: kid}, payload, signature)
+
+
+@pytest.fixture(scope="module")
+def credentials(samples):
+    return [canonical.read_presentation(p)[5] for p in samples[:1]] + [
+        canonical.read_presentation(p)[5] for p in samples[3:4]]
+
+
+def test_issued_credentials_take_the_direct_path(credentials):
+    for cred in credentials:
+        assert canonical.read_credential_envelope(cred) is not None
+        assert envelope_agrees(cred)
+
+
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_mutated_credential_envelopes_are_read_alike(credentials, data):
+    cred = bytearray(data.draw(st.sampled_from(credentials)))
+    for _ in range(data.draw(st.integers(1, 3))):
+        pos = data.draw(st.integers(0, min(len(cred) - 1, 40)))  # the envelope's head mostly
+        if data.draw(st.booleans()):
+            cred[pos] = data.draw(st.integers(0, 255))
+        else:
+            del cred[pos : pos + data.draw(st.integers(1, 3))]
+        if not cred:
+            return
+    assert envelope_agrees(bytes(cred))
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.one_of(
+           st.fixed_dictionaries({1: st.just(-7), 4: st.binary(max_size=20)}),
+           st.dictionaries(st.sampled_from([1, 4, 2, -1]), _values, max_size=3)),
+       payload=st.binary(max_size=300), signature=st.binary(min_size=63, max_size=65),
+       long_head=st.booleans())
+def test_generated_credential_envelopes_are_read_alike(header, payload, signature, long_head):
+    protected = cbor2.dumps(header)
+    shortest = cbor2.dumps(payload)[: len(cbor2.dumps(payload)) - len(payload)]
+    head = _long_head(2, len(payload)) if long_head else shortest
+    data = (b"\xd2\x84" + cbor2.dumps(protected) + b"\xa0" + head + payload
+            + cbor2.dumps(signature))
+    assert envelope_agrees(data)

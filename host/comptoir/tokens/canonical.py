@@ -17,6 +17,11 @@ general path accepts, with the same values; a property test (tests/host/test_tok
 checks that on mutated and generated inputs, and that wallet presentations take this path.
 Nothing here is trusted more than before: the signature, the credential and every check of
 the pipeline still run on the values read.
+
+`read_credential_envelope` does the same for the credential's COSE_Sign1 as the test PKI and
+the insurer sign it (read on a credential's first sight only):
+
+    D2 84 <bstr: A2 01 26 04 <bstr kid, 0..18 bytes>> A0 <bstr payload> 58 40 <64 bytes>
 """
 
 from __future__ import annotations
@@ -76,6 +81,29 @@ def _bstr(b: bytes, pos: int) -> tuple[bytes | None, int]:
     if stop > len(b):
         return None, pos
     return b[start:stop], stop
+
+
+def read_credential_envelope(data: bytes) -> tuple[bytes, bytes, bytes, bytes] | None:
+    """-> (protected header bytes, kid, payload, signature) of a credential's COSE_Sign1 in
+    canonical encoding with header {1: -7, 4: kid}, or None (then use the general path)."""
+    try:
+        if len(data) > _MAX_BYTES or data[0] != 0xD2 or data[1] != 0x84:
+            return None
+        size = data[2] - 0x40  # the protected header: a short byte string
+        if not 5 <= size <= 23:
+            return None
+        protected = data[3 : 3 + size]
+        if protected[:4] != b"\xa2\x01\x26\x04" or protected[4] - 0x40 != size - 5:
+            return None
+        pos = 3 + size
+        if data[pos] != 0xA0:
+            return None
+        payload, pos = _bstr(data, pos + 1)
+        if payload is None or data[pos : pos + 2] != _SIGNATURE_HEAD or len(data) != pos + 66:
+            return None
+        return protected, protected[5:], payload, data[pos + 2 :]
+    except IndexError:  # truncated
+        return None
 
 
 def read_presentation(data: bytes) -> Fields | None:

@@ -91,6 +91,17 @@ class Policy:
             raise ValueError("presentation max age must be within 1..600 s")
 
 
+def _credential_envelope(data: bytes) -> cose.Sign1:
+    """The credential's COSE_Sign1: read directly in its canonical encoding (canonical.py),
+    else through the general path, which refuses what is wrong by name."""
+    fields = canonical.read_credential_envelope(data)
+    if fields is None:
+        return cose.parse_sign1(data, CREDENTIAL_LIMITS, _CREDENTIAL_HEADERS)
+    protected, kid, payload, signature = fields
+    return cose.Sign1(protected, {cose.HDR_ALG: cose.ALG_ES256, cose.HDR_KID: kid}, payload,
+                      signature)
+
+
 def decode_qr(text: str | bytes) -> bytes:
     """QR text (prefix + base45) -> presentation bytes."""
     if isinstance(text, bytes | bytearray):
@@ -251,14 +262,14 @@ class Verifier:
         entry = self._cache.get(cred_bytes) if self._cache_size else None
         if entry is None:
             # Malformed envelopes are refused before the trust list is looked at, as always.
-            cred_sign1 = cose.parse_sign1(cred_bytes, CREDENTIAL_LIMITS, _CREDENTIAL_HEADERS)
+            cred_sign1 = _credential_envelope(cred_bytes)
         trust_list, warnings = self.trust.check(now)
         if entry is not None:
             if entry.trust_list is trust_list and entry.day <= day:
                 self.cache_hits += 1
                 return entry.issuer, entry.credential, warnings
             # Same bytes, accepted before: parsing the envelope again gives the same result.
-            cred_sign1 = cose.parse_sign1(cred_bytes, CREDENTIAL_LIMITS, _CREDENTIAL_HEADERS)
+            cred_sign1 = _credential_envelope(cred_bytes)
         self.cache_misses += 1
         issuer = self._issuer(cred_sign1, trust_list.by_kid, trust_list.rejected_kids)
         cred_claims = cbor_safe.decode(cred_sign1.payload, CREDENTIAL_CLAIMS_LIMITS)
