@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from billing_fixtures import SYNTH, dispensation, line, parse_b2
 
-from comptoir.billing import BillingError, Exporter, Journal, JournalError, verify
+from comptoir.billing import (
+    BillingError,
+    Exporter,
+    Journal,
+    JournalError,
+    StorageFull,
+    verify,
+)
 from comptoir.billing import export as export_mod
 from comptoir.billing.cli import main as billing_main
 from comptoir.billing.crypto import join_texts
@@ -150,7 +157,7 @@ def test_a_failed_batch_records_nothing_and_leaves_no_temporary(
         real(self, path, data)
 
     monkeypatch.setattr(export_mod.DurableWriter, "write", failing)
-    with pytest.raises(OSError, match="No space"):
+    with pytest.raises(StorageFull, match=r"No space left.*2 lots exported, the other 2"):
         Exporter(j, out, batch_lots=2).export()
     # The first batch (2 lots) is committed, the second left no trace.
     assert len(Exporter(j, out).exported()) == 2

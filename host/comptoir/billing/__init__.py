@@ -1,6 +1,6 @@
 """Billing: care sheets, numbered and chained lots, exactly-once export (docs/billing.md)."""
 
-from .errors import BillingError, FieldError, IntegrityError, JournalError
+from .errors import BillingError, FieldError, IntegrityError, JournalError, StorageFull
 from .export import Exporter, ExportReport
 from .journal import Journal
 from .model import (
@@ -32,6 +32,7 @@ __all__ = [
     "Nature",
     "PatientRef",
     "SheetLine",
+    "StorageFull",
     "TiersPayant",
     "Transaction",
     "VerifyReport",

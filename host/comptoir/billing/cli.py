@@ -1,11 +1,13 @@
 """`comptoir billing`: list, close-lot, export, verify. Exit status 0 ok, 1 problems found,
 2 usage error (also: no journal, a key file missing, readable by others or not this journal's,
-a sealed sheet that does not open during an export)."""
+a sealed sheet that does not open during an export, a full disk or a failed write: one line
+on stderr, no traceback)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import sqlite3
 import sys
 
 from .crypto import KeyFileError, default_key_path
@@ -133,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         with Journal(args.db, key=key, create_key=False, lot_max_age=max_age) as j:
             return int(args.func(j, args))
     except (KeyFileError, JournalError, IntegrityError) as e:
+        print(f"comptoir billing: {e}", file=sys.stderr)
+        return 2
+    except (OSError, sqlite3.Error) as e:  # e.g. the export directory cannot be written
         print(f"comptoir billing: {e}", file=sys.stderr)
         return 2
 

@@ -30,5 +30,11 @@ class JournalError(RuntimeError):
     """The journal cannot do what was asked (e.g. a transaction billed twice differently)."""
 
 
+class StorageFull(JournalError):
+    """A write could not be made durable: the disk is full (or a file size limit is reached),
+    or the device failed the write. Nothing of the refused change was kept; the same request
+    succeeds (once) when there is room again."""
+
+
 class IntegrityError(RuntimeError):
     """verify found the journal or an exported file not as it was written."""

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import crashpoints
+from .errors import StorageFull
 from .journal import Journal
 from .model import Lot
 from .render import lot_files
@@ -52,6 +53,8 @@ BATCH_SHEETS = 64_000
 IN_FLIGHT = 4  # lots rendered and not yet written: bounds memory (~1.5 MB per 1 000 sheets)
 _ALIGN = 4096  # O_DIRECT buffer, offset and length alignment (covers 512-byte devices)
 _O_DIRECT: int = getattr(os, "O_DIRECT", 0)
+# No room: the disk or a quota is full, or the process's file size limit is reached.
+_NO_ROOM = (errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
 FILE_MODE = 0o600  # they hold NIRs: the service account only
 DIR_MODE = 0o700
 
@@ -251,6 +254,16 @@ class Exporter:
             try:
                 for batch in self._batches(todo):
                     self._export_batch(batch, pool, writer, report, progress)
+            except OSError as e:
+                if e.errno not in _NO_ROOM:
+                    raise
+                # The failed batch left nothing behind (_export_batch), the batches before
+                # it are complete and recorded: say so in one line the operator can act on.
+                raise StorageFull(
+                    f"export to {self.out}: no room writing {e.filename or 'a lot file'} "
+                    f"({e.strerror}); {report.lots} lots exported, the other "
+                    f"{len(todo) - report.lots} not recorded as exported and their temporary "
+                    "files removed: free space, then run the export again") from e
             finally:
                 pool.submit(writer.close)
         report.direct = writer.direct
@@ -273,7 +286,12 @@ class Exporter:
 
     @staticmethod
     def _write_tmp(writer: DurableWriter, path: Path, data: bytes) -> tuple[str, int]:
-        writer.write(path, data)
+        try:
+            writer.write(path, data)
+        except OSError as e:
+            if e.filename is None:  # os.write() errors name no file: say which lot's it was
+                e.filename = str(path)
+            raise
         return hashlib.sha256(data).hexdigest(), len(data)
 
     def _export_batch(
@@ -317,18 +335,25 @@ class Exporter:
         crashpoints.hit("export.tmp_written")
         # 2. renamed over the final names, then the directories made durable.
         directories: dict[Path, None] = {}
-        for i, (lot, kind, tmp, _) in enumerate(written):
-            final = self.out / file_name(lot, kind)
-            os.replace(tmp, final)
-            directories[final.parent] = None
-            if i % len(KINDS) == len(KINDS) - 1:
-                crashpoints.hit("export.lot_renamed")
-        for directory in directories:
-            _fsync_dir(directory)
+        try:
+            for i, (lot, kind, tmp, _) in enumerate(written):
+                final = self.out / file_name(lot, kind)
+                os.replace(tmp, final)
+                directories[final.parent] = None
+                if i % len(KINDS) == len(KINDS) - 1:
+                    crashpoints.hit("export.lot_renamed")
+            for directory in directories:
+                _fsync_dir(directory)
+        except OSError:
+            # A rename or a directory fsync failed: the batch is not recorded (the next run
+            # redoes it, same bytes), and no temporary is left behind by a live process.
+            for _, _, tmp, _ in written:
+                tmp.unlink(missing_ok=True)
+            raise
         crashpoints.hit("export.renamed")
         # 3. one commit records the whole batch.
         now = int(time.time())
-        with self.journal.write() as db:
+        with self.journal.write(f"export record of {len(batch)} lots") as db:
             db.executemany(
                 "INSERT OR REPLACE INTO export VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(lot.finess, lot.seq, kind, file_name(lot, kind), sha, size, now)

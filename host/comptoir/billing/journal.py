@@ -38,7 +38,7 @@ from .crypto import (
     join_texts,
     load_key,
 )
-from .errors import IntegrityError, JournalError
+from .errors import IntegrityError, JournalError, StorageFull
 from .model import CareSheet, Dispensation, Lot, PatientRef
 from .pricing import build_care_sheet, mask
 from .render import GENESIS_HASH, lot_hash, sheet_from_json, sheet_texts
@@ -269,14 +269,24 @@ class Journal:
         self.close()
 
     @contextmanager
-    def write(self) -> Iterator[sqlite3.Connection]:
+    def write(self, what: str = "change") -> Iterator[sqlite3.Connection]:
+        """One IMMEDIATE transaction: committed whole, or nothing of it kept. A disk full or
+        a failed write (at any statement or at the commit) raises StorageFull naming `what`."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
+            self.db.execute("COMMIT")
+        except BaseException as e:
+            # SQLite itself rolls back on a full disk or an I/O error: a second ROLLBACK
+            # would fail ("no transaction is active") and hide the real error. And a failed
+            # COMMIT must not leave the transaction open for the next BEGIN.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            if isinstance(e, sqlite3.Error) and _storage_failure(e):
+                raise StorageFull(
+                    f"billing journal {self.path}: {what} not recorded: {e} (disk full or "
+                    "write failed); nothing of it was kept: free space, then retry") from e
             raise
-        self.db.execute("COMMIT")
 
     def _now(self, now: float | None) -> int:
         return int(self.clock() if now is None else now)
@@ -291,7 +301,11 @@ class Journal:
     def record_many(self, ds: Iterable[Dispensation], now: float | None = None) -> list[CareSheet]:
         """Several dispensations in one transaction (one fsync): all or none."""
         t = self._now(now)
-        with self.write():
+        ds = list(ds)
+        ids = ", ".join(str(d.transaction.transaction_id) for d in ds[:3])
+        what = f"care sheet of transaction {ids}" + (f" (and {len(ds) - 3} more)"
+                                                     if len(ds) > 3 else "")
+        with self.write(what):
             sheets = [self._record_one(d, t) for d in ds]
         crashpoints.hit("record.committed")
         for s in sheets:
@@ -362,7 +376,7 @@ class Journal:
     def close_lot(self, finess: str, now: float | None = None) -> Lot | None:
         """Close the pharmacy's open sheets into its next lot now (None if there are none)."""
         t = self._now(now)
-        with self.write():
+        with self.write(f"lot closing of pharmacy {finess}"):
             return self._close(finess, t)
 
     def close_due(self, now: float | None = None) -> list[Lot]:
@@ -377,7 +391,7 @@ class Journal:
         ]
         closed = []
         for finess in due:
-            with self.write():
+            with self.write(f"lot closing of pharmacy {finess}"):
                 lot = self._close(finess, t)
             if lot:
                 closed.append(lot)
@@ -506,6 +520,12 @@ class Journal:
 
     def count_sheets(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM sheet").fetchone()[0])
+
+
+def _storage_failure(e: sqlite3.Error) -> bool:
+    """SQLITE_FULL (no room, or a file size limit) or SQLITE_IOERR_* (the write failed)."""
+    code = getattr(e, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 def _lot_row(lot: Lot) -> tuple[object, ...]:
