@@ -45,6 +45,7 @@ from comptoir.billing import (
     Lot,
     Nature,
     PatientRef,
+    StorageFull,
     TiersPayant,
     Transaction,
     persons,
@@ -158,6 +159,18 @@ class Unavailable(TransactionError):
     """The transaction's personal data is gone (retention) or does not open (wrong key)."""
 
     code, status = "data_unavailable", 410
+
+
+class NoRoom(TransactionError):
+    """A database could not be written (disk full, or the write failed): nothing of the
+    request was kept, or (dispense) the care sheet was and the same request finishes it."""
+
+    code, status = "storage_full", 507
+
+
+def _no_room(e: sqlite3.Error) -> bool:
+    code = getattr(e, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 # --- what readers get ------------------------------------------------------------------------
@@ -448,11 +461,20 @@ class TransactionStore:
             # Before the row is visible: whoever sees the transaction sees its rights state.
             self.rights.opened(tx_id, v)
         with self._lock:
-            self.db.execute(
-                "INSERT INTO tx (id, state, created_at, updated_at, presentation_id, board_id, "
-                "port, channel, people, chosen, sealed) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (tx_id, state, now, now, v.presentation_id.hex(), board_id, port,
-                 channel or str(v.channel), len(people), 0 if single else None, sealed))
+            try:
+                self.db.execute(
+                    "INSERT INTO tx (id, state, created_at, updated_at, presentation_id, "
+                    "board_id, port, channel, people, chosen, sealed) "
+                    "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (tx_id, state, now, now, v.presentation_id.hex(), board_id, port,
+                     channel or str(v.channel), len(people), 0 if single else None, sealed))
+            except sqlite3.Error as e:
+                if self.rights is not None:
+                    self.rights.forget(tx_id)
+                if _no_room(e):
+                    raise NoRoom(f"transactions database: no transaction opened ({e}): free "
+                                 "space, then present the card again") from e
+                raise
             self._live[tx_id] = v
         # The view as opened (rights from the cache, the service pending), taken before the
         # service is asked: a quick answer must not make the opening look already answered.
@@ -501,8 +523,19 @@ class TransactionStore:
             row = self._row(tx_id)
             if row["state"] not in (State.AWAITING_BENEFICIARY, State.READY):
                 raise WrongState(f"transaction is {row['state']}: only an open one is cancelled")
-            self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
-                            (State.CANCELLED, self.clock(), tx_id))
+            if row["state"] == State.READY and self.biller is not None \
+                    and self.biller.sheet(tx_id) is not None:
+                # Its care sheet is in the journal but the dispensed state was not saved (a
+                # full disk, NoRoom): cancelling would leave a billed, cancelled transaction.
+                raise WrongState("a care sheet was recorded for this transaction: send the "
+                                 "same dispensation again to finish it")
+            try:
+                self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
+                                (State.CANCELLED, self.clock(), tx_id))
+            except sqlite3.Error as e:
+                if _no_room(e):
+                    raise NoRoom(f"transactions database: not cancelled ({e})") from e
+                raise
             self._live.pop(tx_id, None)
         if self.rights is not None:
             self.rights.forget(tx_id)
@@ -539,6 +572,8 @@ class TransactionStore:
                 sheet = self.biller.record(d)
             except BillingError as e:
                 raise InvalidDispensation(str(e), e.fields) from None
+            except StorageFull as e:  # a JournalError, but no "billed differently"
+                raise NoRoom(str(e)) from None
             except JournalError as e:
                 raise WrongState(str(e)) from None
             # Belt and braces: the journal must have billed exactly the bound person.
@@ -546,12 +581,23 @@ class TransactionStore:
                     tx_id, patient.ref.insured_nir, patient.ref.birth_date,
                     patient.ref.birth_rank):
                 raise RuntimeError(f"care sheet of {tx_id} does not name its own patient")
-            self.db.execute(
-                "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=?, rights_status=?, "
-                "rights_reason=?, rights_source=?, rights_as_of=? WHERE id=?",
-                (State.DISPENSED, sheet.invoice_no, sheet.finess, self.clock(),
-                 *((None,) * 4 if basis is None else
-                   (basis.status, basis.reason, basis.source, basis.as_of)), tx_id))
+            try:
+                self.db.execute(
+                    "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=?, "
+                    "rights_status=?, rights_reason=?, rights_source=?, rights_as_of=? "
+                    "WHERE id=?",
+                    (State.DISPENSED, sheet.invoice_no, sheet.finess, self.clock(),
+                     *((None,) * 4 if basis is None else
+                       (basis.status, basis.reason, basis.source, basis.as_of)), tx_id))
+            except sqlite3.Error as e:
+                # The journal (the truth for billing) has the sheet, this database cannot say
+                # so yet: the transaction stays ready, and the same request, sent again,
+                # gets the same sheet back from the journal (a retry) and finishes it.
+                if _no_room(e):
+                    raise NoRoom(f"care sheet {sheet.finess}/{sheet.invoice_no} recorded, but "
+                                 f"the transactions database could not mark it dispensed ({e})"
+                                 ": free space, then send the same dispensation again") from e
+                raise
             self._live.pop(tx_id, None)
         if self.rights is not None:
             self.rights.forget(tx_id)

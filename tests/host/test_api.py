@@ -3,6 +3,7 @@ really verified presentations."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import threading
@@ -14,12 +15,13 @@ from typing import Any
 
 import pytest
 from api_fixtures import SubscribableDaemon, read_events
-from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
+from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER, SYNTH
 from tokens_fixtures import NOW, TODAY, World
 
 from comptoir.api import ApiServer, EventFeed, load_or_create_token
 from comptoir.api.auth import TokenFileError
 from comptoir.api.server import ROUTES
+from comptoir.billing import StorageFull
 from comptoir.events import BoardInfo, BoardStatus, BoardUp, LinkError
 from comptoir.metrics import Metrics
 from comptoir.nfc_service import Presentation
@@ -239,3 +241,57 @@ def test_start_services_from_config(tmp_path: Path) -> None:
             assert r.status == 200
     finally:
         services.stop()
+
+
+# -- a full disk ---------------------------------------------------------------------------------
+
+
+def _limit_pages(db: Any, extra: int | None) -> None:
+    """Let an SQLite database grow by `extra` pages at most (None: no limit): SQLITE_FULL,
+    the error a full disk gives, without root to mount a small file system."""
+    pages = db.execute("PRAGMA page_count").fetchone()[0]
+    db.execute(f"PRAGMA max_page_count={1_073_741_823 if extra is None else pages + extra}")
+
+
+def _fill(j: Any) -> int:
+    _limit_pages(j.db, 0)
+    done = 0
+    with contextlib.suppress(StorageFull):
+        while True:
+            j.record(SYNTH.dispensation(done))
+            done += 1
+    return done
+
+
+def test_a_full_disk_is_a_clear_error_and_the_retry_bills_once(env: Env) -> None:
+    tx = env.present(beneficiaries=0)  # nobody to choose: ready at once
+    filled = env.biller._call(_fill)  # other sheets filled billing.db; it cannot grow
+    status, body = env.call("POST", f"/v1/transactions/{tx}/dispensation", dispensation(0))
+    assert status == 507 and body["error"] == "storage_full"
+    assert "billing journal" in body["detail"] and tx in body["detail"]
+    assert "free space" in body["detail"]
+    status, view = env.call("GET", f"/v1/transactions/{tx}")
+    assert view["state"] == "ready" and view["care_sheet"] is None  # nothing half done
+    assert env.biller.sheet(tx) is None
+    env.biller._call(lambda j: _limit_pages(j.db, None))  # room again
+    status, view = env.call("POST", f"/v1/transactions/{tx}/dispensation", dispensation(0))
+    assert status == 201 and view["state"] == "dispensed"
+    status, again = env.call("POST", f"/v1/transactions/{tx}/dispensation", dispensation(0))
+    assert status == 409 and again["error"] == "wrong_state"
+    assert env.biller._call(lambda j: j.count_sheets()) == filled + 1
+    # transactions.db cannot grow: a presentation is verified but opens nothing, and says so.
+    _limit_pages(env.store.db, 0)
+    for seed in range(20, 80):  # presentations fill it up
+        before = env.store.ids()
+        try:
+            env.present(beneficiaries=0, seed=seed)
+        except ValueError:  # no new transaction id
+            break
+    else:
+        pytest.fail("transactions.db never filled up")
+    assert env.store.ids() == before
+    recent = [data for _, kind, data in env.feed._recent if kind == "presentation"]
+    assert recent[-1]["verdict"] == "error" and recent[-1]["reason"] == "storage_full"
+    assert "transaction" not in recent[-1]
+    _limit_pages(env.store.db, None)
+    assert env.present(beneficiaries=0) not in before

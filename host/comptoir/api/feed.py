@@ -19,7 +19,7 @@ from typing import Any
 from comptoir.events import BoardDown, BoardRefused, BoardUp, PortLost
 from comptoir.nfc_service import Presentation, TapFailed
 from comptoir.tokens.model import Verified
-from comptoir.transactions import TransactionError, TransactionStore, TransactionView
+from comptoir.transactions import NoRoom, TransactionError, TransactionStore, TransactionView
 
 log = logging.getLogger("comptoir.api")
 
@@ -74,8 +74,17 @@ class EventFeed:
                 rec["verdict"] = "choose_beneficiary" if ev.result.beneficiaries else "accepted"
                 rec["reason"] = ""
                 if self.store is not None:
-                    tx = self.store.create(ev.result, board_id=ev.board_id, port=ev.port,
-                                           channel=ev.channel, on_rights=self.rights_refreshed)
+                    try:
+                        tx = self.store.create(ev.result, board_id=ev.board_id, port=ev.port,
+                                               channel=ev.channel,
+                                               on_rights=self.rights_refreshed)
+                    except NoRoom as e:
+                        # Verified, but no transaction could be stored (disk full): the
+                        # counter is told, the card is presented again once there is room.
+                        log.error("transaction not opened", extra={"why": str(e)})
+                        rec["verdict"], rec["reason"] = "error", NoRoom.code
+                        self.publish("presentation", rec)
+                        return
                     if self.metrics is not None:
                         self.metrics.count_transaction("opened")
                     rec.update(transaction_summary(tx))
