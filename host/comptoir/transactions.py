@@ -615,8 +615,19 @@ class TransactionStore:
                 "SELECT id FROM tx WHERE state IN (?, ?) AND updated_at <= ?",
                 (State.AWAITING_BENEFICIARY, State.READY, now - self.open_ttl_s))]
             for tx_id in expired:
-                self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
-                                (State.CANCELLED, now, tx_id))
+                # A care sheet may be in the journal (the truth for billing) for a transaction
+                # this database could not mark dispensed (a full disk, then no retry): finish
+                # it, never cancel a billed transaction.
+                sheet = self.biller.sheet(tx_id) if self.biller is not None else None
+                if sheet is not None:
+                    self.db.execute(
+                        "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=? WHERE id=?",
+                        (State.DISPENSED, sheet.invoice_no, sheet.finess, now, tx_id))
+                    log.warning("expired transaction found billed: marked dispensed",
+                                extra={"transaction": tx_id, "invoice": sheet.invoice_no})
+                else:
+                    self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
+                                    (State.CANCELLED, now, tx_id))
                 self._live.pop(tx_id, None)
                 if self.rights is not None:
                     self.rights.forget(tx_id)

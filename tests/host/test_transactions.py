@@ -118,6 +118,34 @@ def test_cancel_and_expiry(tmp_path: Path) -> None:
     assert s.get(a.id).people == ()
 
 
+def test_expiry_never_cancels_a_billed_transaction(tmp_path: Path) -> None:
+    """The journal has the care sheet but this database could not mark the transaction
+    dispensed (a full disk, and the dispensing software never retried): expiry finishes it
+    from the journal instead of cancelling a billed transaction."""
+    now = [1000.0]
+    biller = JournalBiller(tmp_path / "billing.db")
+    s = TransactionStore(tmp_path / "tx.db", KEY, biller, open_ttl_s=60, retention_s=120,
+                         clock=lambda: now[0])
+    try:
+        billed = s.create(presentation(adult_family(beneficiaries=1), 1))
+        s.choose(billed.id, 1)
+        sheet = s.dispense(billed.id, request(1)).sheet
+        assert sheet is not None
+        with s._lock:  # as if the mark had failed: the row still says ready
+            s.db.execute("UPDATE tx SET state=?, invoice_no=NULL WHERE id=?",
+                         (State.READY, billed.id))
+        unbilled = s.create(presentation(adult_family(beneficiaries=1), 2))
+        now[0] += 61
+        assert s.purge() == (2, 0)
+        done = s.get(billed.id)
+        assert done.state is State.DISPENSED and done.sheet is not None
+        assert done.sheet.invoice_no == sheet.invoice_no
+        assert s.get(unbilled.id).state is State.CANCELLED
+    finally:
+        s.close()
+        biller.close()
+
+
 def test_restart_reopens_sealed_data_and_refuses_a_moved_blob(tmp_path: Path) -> None:
     from tokens_fixtures import NOW, World
 
