@@ -511,9 +511,15 @@ class TransactionStore:
             if not isinstance(person, int) or isinstance(person, bool) \
                     or not 0 <= person < row["people"]:
                 raise InvalidPerson(f"person must be an integer from 0 to {row['people'] - 1}")
-            cur = self.db.execute(
-                "UPDATE tx SET state=?, chosen=?, updated_at=? WHERE id=? AND state=?",
-                (State.READY, person, self.clock(), tx_id, State.AWAITING_BENEFICIARY))
+            try:
+                cur = self.db.execute(
+                    "UPDATE tx SET state=?, chosen=?, updated_at=? WHERE id=? AND state=?",
+                    (State.READY, person, self.clock(), tx_id, State.AWAITING_BENEFICIARY))
+            except sqlite3.Error as e:
+                if _no_room(e):  # nothing was chosen: the same request can be sent again
+                    raise NoRoom(f"the transactions database could not record the choice ({e})"
+                                 ": free space, then choose again") from e
+                raise
             assert cur.rowcount == 1
         log.info("beneficiary chosen", extra={"transaction": tx_id, "person": person})
         return self.get(tx_id)
