@@ -238,3 +238,47 @@ def test_interleavings_never_mix_transactions(tmp_path_factory, ops) -> None:
     finally:
         s.close()
         biller.close()
+
+
+_CHOOSE_ON_A_FULL_DISK = """
+import resource, signal, sys
+sys.path[:0] = {paths!r}
+from billing_fixtures import adult_family
+from comptoir.transactions import NoRoom, State, TransactionStore
+from comptoir_tools.billing_synth import presentation
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
+s = TransactionStore({db!r}, bytes(range(32)), None)
+txs = [s.create(presentation(adult_family(beneficiaries=1), i)).id for i in range(40)]
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+import os
+sizes = [os.path.getsize(p) for p in {files!r}]
+resource.setrlimit(resource.RLIMIT_FSIZE, (max(sizes), hard))  # no file may grow now
+chosen = 0
+try:
+    for tx in txs:
+        s.choose(tx, 1)
+        chosen += 1
+except NoRoom as e:
+    print("refused", chosen, "free space" in str(e))
+failed = txs[chosen]
+print("state", s.get(failed).state, s.get(failed).chosen)
+resource.setrlimit(resource.RLIMIT_FSIZE, (hard, hard))
+print("retry", s.choose(failed, 1).state)
+"""
+
+
+def test_choosing_on_a_full_disk_is_no_room_and_can_be_done_again(tmp_path: Path) -> None:
+    """A real write error (the file size limit: the WAL cannot grow) while the beneficiary is
+    chosen: NoRoom (the API's 507), nothing chosen, and the same choice succeeds with room."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "tx.db"
+    files = [str(db), str(tmp_path / "tx.db-wal")]
+    script = _CHOOSE_ON_A_FULL_DISK.format(paths=sys.path, db=str(db), files=files)
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=60)
+    lines = out.stdout.split("\n")
+    assert lines[0].startswith("refused ") and lines[0].endswith(" True"), out.stderr[-2000:]
+    assert lines[1] == f"state {State.AWAITING_BENEFICIARY} None"
+    assert lines[2] == f"retry {State.READY}"
