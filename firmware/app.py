@@ -101,7 +101,8 @@ class Reader:
     def _on_down(self, reason):
         self.board.output("led_ready", 0)
         self.board.output("led_error", 1)
-        print("link down:", reason)
+        if self.board.log:
+            print("link down:", reason, file=self.board.log)
 
     def _on_message(self, ftype, payload):
         if ftype == F.BENCH_REQUEST and len(payload) >= 4:
@@ -223,7 +224,8 @@ class Reader:
                 faults = 0
             except Exception as e:  # keep serving: report, count, reset if it persists
                 faults += 1
-                sys.print_exception(e)
+                if self.board.log:
+                    sys.print_exception(e, self.board.log)
                 try:
                     self._send_error(F.E_BAD_REQUEST, "%s: %s" % (type(e).__name__, e))
                 except Exception:
@@ -276,5 +278,7 @@ def main(argv):
     # (pins, buses, camera) would only hold heap for the rest of the day.
     b.definition = {"name": b.name}
     gc.collect()
-    print("comptoir reader %s on %s, free heap %d" % (FIRMWARE_VERSION, b.name, b.free_heap()))
+    if b.log:
+        print("comptoir reader %s on %s, free heap %d" % (FIRMWARE_VERSION, b.name, b.free_heap()),
+              file=b.log)
     reader.run()

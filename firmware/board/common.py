@@ -1,6 +1,7 @@
 # Parts of the board layer that every backend shares.
 import gc
 import json
+import sys
 
 from comptoir_link.compat import ticks_diff, ticks_ms
 
@@ -20,6 +21,9 @@ class BoardBase:
         self._uarts = uarts
         self._config_path = config_path
         self.pair_key = None  # provisioned at flashing: proves this board to its host
+        # Where the firmware's own messages go: None when stdout is the host link
+        # (the REPL's UART on a board, --uart host=stdio on the twin).
+        self.log = sys.stdout
 
     ticks_ms = staticmethod(ticks_ms)
     ticks_diff = staticmethod(ticks_diff)

@@ -6,8 +6,15 @@ import os
 import select
 
 import machine
+from micropython import const
 
 from board.common import BoardBase
+
+# After a reset, how long Ctrl-C still interrupts main.py on a board whose host
+# link is the REPL's UART: the way in for mpremote and `comptoir flash`, which
+# resets the board and sends Ctrl-C (docs/flashing.md). Then the interrupt
+# character is switched off: 0x03 is ordinary data in the link's frames.
+_ESCAPE_MS = const(1500)
 
 
 class _Output:
@@ -23,7 +30,12 @@ class _Output:
 class Esp32Board(BoardBase):
     def __init__(self, definition, provisioning):
         uarts = {}
+        repl = False
         for role, u in definition.get("uarts", {}).items():
+            if u.get("repl"):
+                uarts[role] = _repl_uart(u)
+                repl = True
+                continue
             # Always pass tx and rx: UART1's default pins are the flash/PSRAM ones.
             # Large ring buffers (outside the Python heap) keep a 4 kB frame from
             # blocking the main loop while it drains at the line rate.
@@ -36,6 +48,8 @@ class Esp32Board(BoardBase):
         BoardBase.__init__(self, definition["name"], definition,
                            bytes.fromhex(bid) if bid else machine.unique_id(), uarts,
                            "/comptoir.json")
+        if repl:
+            self.log = None  # stdout is the host link: the firmware prints nothing
         key = provisioning.get("pair_key")
         if key:
             self.pair_key = bytes.fromhex(key)
@@ -78,7 +92,8 @@ class Esp32Board(BoardBase):
     def wait(self, uarts, timeout_ms):
         for u in uarts:
             if u not in self._polled:
-                self._poll.register(u, select.POLLIN)
+                p = getattr(u, "pollable", None)  # the stdio link polls sys.stdin
+                self._poll.register(p() if p else u, select.POLLIN)
                 self._polled.append(u)
         for _ in self._poll.ipoll(timeout_ms):  # ipoll allocates nothing
             break
@@ -92,6 +107,26 @@ class Esp32Board(BoardBase):
 
     def reset(self):
         machine.reset()
+
+
+def _repl_uart(u):
+    """The host link on the REPL's UART (UART0 via the USB bridge). The REPL's
+    own handler keeps UART0: the bytes arrive in its stdin ring buffer and the
+    interrupt character raises KeyboardInterrupt, so the link goes through
+    sys.stdin.buffer / sys.stdout.buffer with the interrupt character off."""
+    import time
+
+    import micropython
+
+    from board.stdio import StdioUart
+
+    time.sleep_ms(_ESCAPE_MS)  # Ctrl-C here stops main.py: the REPL is back
+    micropython.kbd_intr(-1)
+    if u["baud"] != 115200:
+        # Only the line rate: the port does not reinstall the REPL UART's driver
+        # (the ROM, the boot log and the REPL at reset run at 115 200).
+        machine.UART(u["id"], baudrate=u["baud"])
+    return StdioUart()
 
 
 def _load_json(path, default):

@@ -4,7 +4,9 @@
 #   micropython -X heapsize=100K firmware/main.py --uart host=/dev/pts/4 \
 #       --uart pn532=/dev/pts/6 --board-file boards/devkitc-pn532-spi.json --state /tmp/b0
 # Outputs (LEDs, buzzer) are printed as "OUT name value" lines on stdout, which
-# the twin shows and the tests read.
+# the twin shows and the tests read. `--uart host=stdio` puts the host link on
+# the process's own stdin/stdout (as a board whose link is the REPL's UART);
+# the OUT lines and messages then go to stderr.
 import builtins
 import json
 import os
@@ -69,6 +71,16 @@ class PtyUart:
 
 
 def open_uart(spec):
+    if spec == "stdio":
+        # The process's own stdin/stdout: the twin's REPL-UART board. A terminal
+        # is made raw (no echo, and 0x03 is data, not SIGINT).
+        from board.stdio import StdioUart
+
+        try:
+            termios.setraw(0)
+        except OSError:
+            pass  # a pipe
+        return StdioUart()
     if spec.startswith("socket:"):
         from board.unix_socket import SocketUart  # loaded only when used: heap
 
@@ -88,7 +100,8 @@ class _SoftWatchdog:
     def feed(self):
         now = self._board.ticks_ms()
         if self._board.ticks_diff(now, self._last) > self._timeout:
-            print("WDT reset: not fed for %d ms" % self._board.ticks_diff(now, self._last))
+            print("WDT reset: not fed for %d ms" % self._board.ticks_diff(now, self._last),
+                  file=self._board.log)
             sys.exit(70)
         self._last = now
 
@@ -104,7 +117,7 @@ class UnixBoard(BoardBase):
     def output(self, name, value):
         if self._outputs.get(name) != value:
             self._outputs[name] = value
-            print("OUT %s %s" % (name, value))
+            print("OUT %s %s" % (name, value), file=self.log)
 
     def pn532_spec(self):
         # The twin has no SPI or I2C: whatever bus the board definition names,
@@ -116,7 +129,7 @@ class UnixBoard(BoardBase):
     def show(self, text):
         # The display, when the board has one: the twin prints it.
         if text:
-            print("SHOW %s" % text)
+            print("SHOW %s" % text, file=self.log)
 
     def wait(self, uarts, timeout_ms):
         for u in uarts:
@@ -174,6 +187,8 @@ def open(argv):
     bid = opts["board-id"]
     board_id = bytes.fromhex(bid) if bid else os.urandom(8)
     b = UnixBoard(definition, uarts, opts["state"], board_id)
+    if opts["uart"].get("host") == "stdio":
+        b.log = sys.stderr  # stdout is the link: the OUT lines and messages go here
     if opts["pair-key"]:
         b.pair_key = bytes.fromhex(opts["pair-key"])
     return b

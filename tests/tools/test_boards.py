@@ -111,7 +111,7 @@ BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
                               "timeout_us": 2000}}), "I2C runs at most"),
     ("same-uart-id", "esp32-cam-ai-thinker", _set("uarts.pn532.id", 0), "already used"),
     ("octal-on-esp32", "devkitc-pn532-spi", _set("module.psram", "octal"), "no octal PSRAM"),
-    ("rxbuf", "devkitc-pn532-spi", _set("uarts.host.rxbuf", 256), "receive buffer"),
+    ("rxbuf", "freenove-esp32s3-cam", _set("uarts.host.rxbuf", 256), "receive buffer"),
     ("native-usb-on-esp32", "devkitc-pn532-spi", _set("usb.native", True), "no native USB"),
     ("repl-native-unset", "freenove-esp32s3-cam", _set("usb.native", False), "REPL on native"),
     # structure (schema)
@@ -124,6 +124,10 @@ BROKEN: list[tuple[str, str, Callable[[dict[str, Any]], None], str]] = [
     ("schema-no-host", "devkitc-pn532-spi", _set("uarts", {}), "'host' is a required"),
     ("schema-bad-feature", "devkitc-pn532-spi", _set("features", ["nfc", "wifi"]), "wifi"),
     ("schema-payload", "devkitc-pn532-spi", _set("link.max_payload", 65536), "maximum"),
+    ("repl-uart-unsaid", "devkitc-pn532-spi", _set("uarts.host.repl", _DELETE), "REPL's UART"),
+    ("repl-not-uart0", "freenove-esp32s3-cam", _set("uarts.host.repl", True), "REPL's UART"),
+    ("repl-buffers", "esp32-cam-ai-thinker", _set("uarts.host.rxbuf", 8192), "ignored"),
+    ("schema-repl", "devkitc-pn532-spi", _set("uarts.host.repl", "yes"), "boolean"),
 ]
 
 
@@ -170,6 +174,7 @@ def test_pn532_other_rate_warns():
 def test_host_link_off_the_bridge_warns():
     d = _board("devkitc-pn532-spi")
     d["uarts"]["host"].update(id=1, tx=16, rx=17)
+    del d["uarts"]["host"]["repl"]
     assert _errors(d) == [] and any("another adapter" in w for w in _warnings(d))
 
 

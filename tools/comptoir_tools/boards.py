@@ -344,6 +344,25 @@ class _Checker:
             if not UART_MIN_BAUD <= u["baud"] <= UART_MAX_BAUD:
                 self.err(f"{where}.baud", f"{u['baud']} baud is outside what the UART does "
                          f"({UART_MIN_BAUD}..{UART_MAX_BAUD})")
+        # The REPL's UART: UART0 when the REPL is on the USB bridge. MicroPython
+        # keeps its own handler there (Ctrl-C, its stdin buffer), so the firmware
+        # must know: "repl": true makes it use stdin/stdout with Ctrl-C off.
+        for role, u in d["uarts"].items():
+            where = f"uarts.{role}"
+            is_repl = u["id"] == 0 and d["usb"]["repl"] == "bridge"
+            if is_repl and not u.get("repl"):
+                self.err(where, "UART0 is the REPL's UART (usb.repl is \"bridge\"): say "
+                         "\"repl\": true, the firmware then runs the link over stdin/stdout")
+            elif u.get("repl") and not is_repl:
+                self.err(f"{where}.repl", "only UART0 of a board whose REPL is on the USB "
+                         "bridge is the REPL's UART")
+            if u.get("repl"):
+                if role != "host":
+                    self.err(f"{where}.repl", "only the host link may share the REPL's UART")
+                for key in ("rxbuf", "txbuf", "timeout_char"):
+                    if key in u:
+                        self.err(f"{where}.{key}", "the REPL's UART keeps MicroPython's own "
+                                 "buffers: this setting would be ignored")
         host = d["uarts"]["host"]
         bridge = d["usb"].get("bridge")
         on_bridge = (host["tx"], host["rx"]) == chip.console or d["usb"]["repl"] == "native"
@@ -356,7 +375,7 @@ class _Checker:
         payload = d.get("link", {}).get("max_payload", DEFAULT_MAX_PAYLOAD)
         rxbuf = host.get("rxbuf", FIRMWARE_DEFAULT_RXBUF)
         frame = max_frame_bytes(payload)
-        if rxbuf < frame:
+        if rxbuf < frame and not host.get("repl"):
             self.err("uarts.host.rxbuf", f"a {payload}-byte payload makes {frame}-byte frames, "
                      f"more than the {rxbuf}-byte receive buffer")
 
