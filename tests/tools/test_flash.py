@@ -11,6 +11,8 @@ import os
 import stat
 import sys
 import textwrap
+import threading
+import tty
 from pathlib import Path
 
 import pytest
@@ -122,8 +124,8 @@ def test_cli_dry_run_exit_code_and_output(capsys, build_dir, image):
                   str(image), "--dry-run", "--build-dir", str(build_dir)])
     out = capsys.readouterr().out
     assert rc == 0 and "write-flash 0x1000" in out and "dry run: nothing was written" in out
-    # without --erase, the UART0-at-921600 board gets the lock-out warning
-    assert "add --erase" in out
+    # its host link is the REPL's UART: the flash resets it and stops main.py first
+    assert "stopping main.py with Ctrl-C" in out
 
 
 # ---------------------------------------------------------------------- deploy, for real
@@ -223,7 +225,8 @@ def fake_tools(tmp_path) -> FL.Tools:
                         f"runpy.run_path({str(script)!r}, run_name='__main__')\n")
         link.chmod(0o755)
     return FL.Tools(esptool=[str(tmp_path / "esptool-fake")],
-                    mpremote=[str(tmp_path / "mpremote-fake")])
+                    mpremote=[str(tmp_path / "mpremote-fake")],
+                    take_over=lambda port, s: True)
 
 
 @pytest.fixture
@@ -342,6 +345,58 @@ def test_no_mpremote_against_a_silent_port_is_an_error_not_a_hang(build_dir, tmp
                         tools=FL.Tools(), query_timeout_s=3)
         with pytest.raises(FL.FlashError, match="reaching the MicroPython REPL"):
             f.run()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+# ------------------------------------------------- a board whose link is the REPL's UART
+
+def test_repl_link_board_is_taken_over_before_the_query(build_dir, tmp_path, fake_tools, port,
+                                                        monkeypatch):
+    calls: list[tuple[str, int]] = []
+
+    def take_over(p: str, s: float) -> bool:
+        calls.append((p, len(f.runner.commands)))
+        return False  # no prompt came
+
+    fake_tools.take_over = take_over
+    f = _run_fake(build_dir, tmp_path, fake_tools, port, "", monkeypatch)
+    with pytest.raises(FL.FlashError, match=r"no REPL prompt .* press EN"):
+        f.run()
+    assert calls == [(port, 0)]  # before any mpremote command
+    assert not (tmp_path / "paired").exists()
+
+
+def test_board_with_its_own_host_port_is_not_reset(build_dir, tmp_path, fake_tools, port,
+                                                   monkeypatch):
+    fake_tools.take_over = lambda p, s: pytest.fail("the S3's link is not the REPL's")
+    f = _run_fake(build_dir, tmp_path, fake_tools, port, "", monkeypatch,
+                  board="freenove-esp32s3-cam")
+    # the fake answers as an ESP32: the run got to the query without a reset
+    with pytest.raises(FL.FlashError, match="wrong chip: the board reports"):
+        f.run()
+
+
+def test_reset_and_interrupt_sends_ctrl_c_until_the_prompt():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    got = bytearray()
+
+    def board() -> None:
+        # A board still booting ignores the first Ctrl-Cs, then main.py stops.
+        while got.count(3) < 5:
+            got.extend(os.read(master, 64))
+        os.write(master, b"Traceback ...\r\nKeyboardInterrupt: \r\n>>> ")
+
+    t = threading.Thread(target=board, daemon=True)
+    t.start()
+    try:
+        assert FL.reset_and_interrupt(os.ttyname(slave), 5.0)
+        t.join(2)
+        assert set(got) == {3}
+        # and it gives up when nothing answers
+        assert not FL.reset_and_interrupt(os.ttyname(slave), 0.3)
     finally:
         os.close(master)
         os.close(slave)

@@ -9,7 +9,9 @@ Steps (docs/flashing.md):
  2. compile firmware/ to .mpy with mpy-cross (main.py stays source);
  3. with --image: ask esptool which chip answers (refuse a chip the board file does
     not name), optionally erase, write the image; wait for MicroPython to boot;
- 4. ask the board (mpremote exec) its MicroPython and .mpy versions, platform and
+ 4. on a board whose host link is the REPL's UART ("repl": true), reset it (RTS)
+    and stop main.py with Ctrl-C in the firmware's 1.5 s window; then ask the
+    board (mpremote exec) its MicroPython and .mpy versions, platform and
     unique id; refuse a board that cannot load what mpy-cross made;
  5. deploy with mpremote: directories, .mpy files, main.py, /board.json (only the
     keys the firmware reads), /provision.json (board id and a new pairing key);
@@ -77,6 +79,48 @@ class DeviceInfo:
 class Tools:
     esptool: list[str] = field(default_factory=lambda: [_venv_tool("esptool")])
     mpremote: list[str] = field(default_factory=lambda: [_venv_tool("mpremote")])
+    # Resets the board and sends Ctrl-C until the REPL prompt (port, seconds) ->
+    # True when it came: for a board whose host link is the REPL's UART.
+    take_over: Callable[[str, float], bool] = field(default_factory=lambda: reset_and_interrupt)
+
+
+# How long after the reset `comptoir flash` keeps sending Ctrl-C: the boot (ROM,
+# MicroPython, boot.py) plus the firmware's 1.5 s window (board/esp32.py).
+TAKE_OVER_S = 6.0
+
+
+def reset_and_interrupt(port: str, seconds: float = TAKE_OVER_S) -> bool:
+    """Reset an ESP32 through the USB bridge's RTS line (EN), as esptool's hard
+    reset does (DTR, on GPIO0, stays released: a normal boot), then send Ctrl-C
+    every 50 ms until the REPL's prompt shows: main.py stopped in its window,
+    before the firmware switched Ctrl-C off. At 115 200 baud, the REPL's rate at
+    reset whatever rate the firmware would set afterwards."""
+    import serial  # pyserial, installed with mpremote and esptool
+
+    s = serial.Serial()
+    s.port, s.baudrate, s.timeout = port, 115200, 0.05
+    s.dtr = s.rts = False  # set before opening: opening must not reset the board
+    s.open()
+    try:
+        try:
+            s.rts = True  # EN low: reset
+            time.sleep(0.1)
+            s.rts = False
+        except OSError:
+            pass  # no modem lines (a pty, some adapters): Ctrl-C after a manual reset
+        seen = b""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            s.write(b"\x03")
+            seen = (seen + s.read(256))[-256:]
+            if b">>> " in seen or b"raw REPL" in seen:
+                s.write(b"\x03")
+                time.sleep(0.1)
+                s.reset_input_buffer()
+                return True
+        return False
+    finally:
+        s.close()
 
 
 def _venv_tool(name: str) -> str:
@@ -206,16 +250,13 @@ class Flasher:
         self._check_port()
         if o.image is not None:
             self._check_image(o.image)
-        host = board.definition["uarts"]["host"]
-        if (o.image and not o.erase and board.definition["usb"]["repl"] == "bridge"
-                and host["id"] == 0 and host["baud"] != 115200):
-            self.echo(f"warning: this board's firmware runs UART0 (its REPL) at {host['baud']} "
-                      "baud; if it already runs Comptoir, mpremote (115200) will not reach the "
-                      "REPL after the image is written: add --erase")
+        repl_link = bool(board.definition["uarts"]["host"].get("repl"))
 
         files = self._compile(board)
         if o.image is not None:
             self._write_image(board, o.image)
+        if repl_link and not o.resume:
+            self._take_over()
         info = self._query()
         board_id = self._board_id(info)
         key = secrets.token_bytes(32)
@@ -288,6 +329,24 @@ class Flasher:
                                      chip=chip), "writing the MicroPython image", timeout=600)
         if not self.o.dry_run:
             self._wait_for_boot()
+
+    def _take_over(self) -> None:
+        # The host link is the REPL's UART: a board running Comptoir has Ctrl-C
+        # switched off, so mpremote alone cannot stop it. Reset it and stop
+        # main.py in the firmware's 1.5 s window (docs/flashing.md).
+        self.echo(f"resetting the board on {self.o.port} and stopping main.py with Ctrl-C "
+                  "(its host link is the REPL's UART)")
+        if self.o.dry_run or "://" in self.o.port:
+            return
+        try:
+            ok = self.tools.take_over(self.o.port, TAKE_OVER_S)
+        except (OSError, ValueError) as e:  # serial.SerialException is an OSError
+            raise FlashError(f"could not reset the board on {self.o.port}: {e}") from e
+        if not ok:
+            raise FlashError(f"no REPL prompt on {self.o.port} within {TAKE_OVER_S:.0f} s of a "
+                             "reset: if the USB adapter has no reset line (RTS to EN), press "
+                             "EN (RST) and run again within a second, or hold Ctrl-C in a "
+                             "terminal while pressing EN")
 
     def _wait_for_boot(self) -> None:
         # The first boot formats the filesystem; a native-USB port vanishes meanwhile.
