@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import sys
 import threading
@@ -66,8 +67,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"comptoir: {e}", file=sys.stderr)
         return 2
     pres = presentations.attach(daemon, verifier, challenges)
+    from comptoir import clock
+    from comptoir.tokens.refresh import TrustRefresher
+
+    if not clock.is_system():
+        logging.getLogger("comptoir").warning("the daemon's clock is moved by a test",
+                                     extra={"variable": clock.ENV_FILE})
     try:
-        services = start_services(cfg, daemon)
+        refresher = TrustRefresher(verifier.trust, verifier.status, trust_dir,
+                                   url=cfg.trust.url, check_every=cfg.trust.check_every_s,
+                                   timeout=cfg.trust.fetch_timeout_s)
+        services = start_services(cfg, daemon, trust=refresher)
     except (RightsError, TokenFileError, ValueError, OSError) as e:
         pres.stop()
         print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)

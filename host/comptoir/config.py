@@ -87,6 +87,15 @@ class BillingConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TrustConfig:
+    """Trust material kept current while running (docs/tokens.md §7)."""
+
+    url: str = ""  # the insurer's publication, http(s)://host[:port][/path]; "": directory only
+    check_every_s: float = 60.0  # look at the trust directory, and fetch when the lists are due
+    fetch_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     boards: BoardsConfig = field(default_factory=BoardsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -95,6 +104,7 @@ class Config:
     cache: CacheConfig = field(default_factory=CacheConfig)
     transactions: TransactionsConfig = field(default_factory=TransactionsConfig)
     billing: BillingConfig = field(default_factory=BillingConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
 
     # Where each store lives, derived from the paths section.
     @property
@@ -145,6 +155,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "transactions.retention_s": (0, 366 * 24 * 3600),
     "billing.lot_size": (1, 10_000),
     "billing.lot_max_age_s": (1, 31 * 24 * 3600),  # seconds are for tests and benches
+    "trust.check_every_s": (0.05, 24 * 3600),  # fractions of a second: tests
+    "trust.fetch_timeout_s": (0.1, 300),
 }
 
 
@@ -217,6 +229,13 @@ def _check(cfg: Config) -> None:
         if url.scheme not in ("http", "https") or not url.hostname or url.query:
             raise ConfigError(f"cache.service_url: must be http(s)://host[:port][/path], "
                               f"not {c.service_url!r}")
+    if cfg.trust.url:
+        import urllib.parse
+
+        url = urllib.parse.urlsplit(cfg.trust.url)
+        if url.scheme not in ("http", "https") or not url.hostname or url.query:
+            raise ConfigError(f"trust.url: must be http(s)://host[:port][/path], "
+                              f"not {cfg.trust.url!r}")
     try:
         import zoneinfo
 

@@ -74,6 +74,8 @@ class Metrics:
         self.families_refreshed = 0
         self.opposition_seq: int | None = None
         self.rights_service_reachable: bool | None = None
+        # Other parts' own lines (e.g. the trust refresher's list ages), read at each scrape.
+        self.sources: list[Callable[[], list[str]]] = []
 
     @staticmethod
     def _inc(table: dict[Labels, int], labels: Labels, n: int = 1) -> None:
@@ -190,4 +192,6 @@ class Metrics:
         out.append("# TYPE comptoir_board_up gauge")
         for port, s in sorted(states.items()):
             out.append(f"comptoir_board_up{_labels((('port', port),))} {int(s == 'up')}")
+        for source in list(self.sources):
+            out.extend(source())
         return "\n".join(out) + "\n"

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from comptoir.clock import monotonic as clock_monotonic
 from comptoir.events import BoardDown, BoardUp, Message
 from comptoir.objects import Reassembler, parse_chunk
 from comptoir.tokens.challenges import ChallengeRegistry
@@ -107,7 +107,7 @@ class NfcService:
 
     def tick(self) -> None:
         """Refresh challenges that are getting old (call about once a second)."""
-        now = time.monotonic()
+        now = clock_monotonic()
         with self._lock:
             stale = [p for p, t in self._issued_at.items() if now - t >= self.refresh_s]
         for port in stale:
@@ -120,7 +120,7 @@ class NfcService:
                 return
             cid = self._next_id.get(port, 0) + 1 & 0xFFFF
             self._next_id[port] = cid
-            self._issued_at[port] = time.monotonic()
+            self._issued_at[port] = clock_monotonic()
         challenge = self.challenges.issue(board_id)
         self._send(port, F.CHALLENGE, cid.to_bytes(2, "little") + challenge)
 
@@ -134,7 +134,7 @@ class NfcService:
         if data is None:
             return
         key = (ev.board_id, hashlib.sha256(data).digest())
-        now = time.monotonic()
+        now = clock_monotonic()
         with self._lock:
             for k in [k for k, v in self._answered.items() if now - v[3] > ANSWER_MEMORY_S]:
                 del self._answered[k]

@@ -22,12 +22,13 @@ import logging
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from comptoir.clock import monotonic as clock_monotonic
+from comptoir.clock import now as clock_now
 from comptoir.rights import (
     BeneficiaryId,
     RightsAnswer,
@@ -181,7 +182,7 @@ class RightsDesk:
     def _ask(self, tx_id: str, nir: str) -> ServiceState:
         client = self.cache.client
         assert client is not None
-        started = time.monotonic()
+        started = clock_monotonic()
         try:
             records = client.family(nir)
             self.cache.record_service(nir, records)
@@ -196,7 +197,7 @@ class RightsDesk:
             why = ""
         log.info("rights service asked", extra={
             "transaction": tx_id, "result": state.value, "why": why,
-            "ms": round((time.monotonic() - started) * 1000, 1),
+            "ms": round((clock_monotonic() - started) * 1000, 1),
             "breaker": client.breaker.state.value})
         return state
 
@@ -261,7 +262,7 @@ class RightsSync:
 
     def __init__(self, cache: RightsCache, client: RightsClient, *, opposition_every: float,
                  refresh_every: float, older_than: int, max_families: int,
-                 metrics: Metrics | None = None, clock: Callable[[], float] = time.time) -> None:
+                 metrics: Metrics | None = None, clock: Callable[[], float] = clock_now) -> None:
         self.cache = cache
         self.client = client
         self.opposition_every = opposition_every
@@ -280,19 +281,19 @@ class RightsSync:
     def run(self, stop: threading.Event) -> None:
         """Both rounds at once (the PC may have been off), then each on its own period,
         until `stop` is set."""
-        next_opp = next_refresh = time.monotonic()
+        next_opp = next_refresh = clock_monotonic()
         while True:
-            if time.monotonic() >= next_opp:
+            if clock_monotonic() >= next_opp:
                 if self.pull_oppositions() and self._refresh_owed:
                     next_refresh = 0.0  # the service is back: the failed round now
-                next_opp = time.monotonic() + self.opposition_every
+                next_opp = clock_monotonic() + self.opposition_every
             if stop.is_set():
                 return
-            if self.max_families and time.monotonic() >= next_refresh:
+            if self.max_families and clock_monotonic() >= next_refresh:
                 self.refresh(stop)
-                next_refresh = time.monotonic() + self.refresh_every
+                next_refresh = clock_monotonic() + self.refresh_every
             due = next_opp if not self.max_families else min(next_opp, next_refresh)
-            if stop.wait(max(0.01, due - time.monotonic())):
+            if stop.wait(max(0.01, due - clock_monotonic())):
                 return
 
     def pull_oppositions(self) -> bool:
@@ -344,7 +345,7 @@ class RightsSync:
         if asked and self._trouble is not None:  # a request went through
             log.info("rights service reachable again for the background sync", extra={
                 "was": self._trouble,
-                "down_s": round(time.monotonic() - self._trouble_since, 1)})
+                "down_s": round(clock_monotonic() - self._trouble_since, 1)})
             self._trouble = None
         if asked and self.metrics is not None:
             self.metrics.rights_service(True)
@@ -361,7 +362,7 @@ class RightsSync:
             if trouble == "unavailable":
                 self.metrics.rights_service(False)
         if trouble != self._trouble:
-            self._trouble, self._trouble_since = trouble, time.monotonic()
+            self._trouble, self._trouble_since = trouble, clock_monotonic()
             level = logging.ERROR if trouble == "error" else logging.WARNING
             log.log(level, "background rights sync failed; next round as planned", extra={
                 "round": kind, "result": trouble, "why": why,

@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from comptoir.clock import now as clock_now
 from comptoir.nfc_service import NfcService, Presentation
 from comptoir.qr import QrPipeline
 from comptoir.tokens.challenges import ChallengeRegistry
@@ -35,7 +36,7 @@ class TrustMaterialError(RuntimeError):
 def load_verifier(trust_dir: Path, state_dir: Path) -> tuple[Verifier, ChallengeRegistry]:
     """A verifier from a published trust directory: anchor.pem, trust-list.cbor and
     status-*.cbor. The replay and activation state lives in state_dir."""
-    now = int(time.time())
+    now = int(clock_now())
     try:
         anchor = serialization.load_pem_public_key((trust_dir / "anchor.pem").read_bytes())
     except (OSError, ValueError) as e:

@@ -22,7 +22,6 @@ import queue
 import secrets
 import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -50,6 +49,7 @@ from comptoir.billing import (
     Transaction,
     persons,
 )
+from comptoir.clock import now as clock_now
 from comptoir.rights.crypto import load_or_create_key
 from comptoir.tokens import cose
 from comptoir.tokens.model import (
@@ -414,7 +414,7 @@ class TransactionStore:
         *,
         open_ttl_s: float = 30 * 60,
         retention_s: float = 24 * 3600,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
         rights: RightsDesk | None = None,
     ) -> None:
         master = key if isinstance(key, bytes) else load_or_create_key(key)

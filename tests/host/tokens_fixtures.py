@@ -50,7 +50,9 @@ class World:
         self.verifier = Verifier(self.trust, self.status, self.state, self.challenges, self.policy)
 
     def publish_status(self, now: int = NOW) -> None:
-        self.status.load(self.issuer.status_list(now=now), now)
+        # Only a strictly newer list replaces the held one: each publication a second later.
+        self._status_iat = max(now, getattr(self, "_status_iat", 0) + 1)
+        self.status.load(self.issuer.status_list(now=self._status_iat), self._status_iat)
 
     def family(self, seed: int = 7, beneficiaries: int = 2, **kw: Any) -> Family:
         return family(seed, beneficiaries=beneficiaries, today=TODAY, **kw)

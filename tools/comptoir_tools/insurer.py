@@ -35,6 +35,7 @@ class SimulatedInsurer:
                                    pepper=load_pepper(workdir / "pepper"))
         self.verifier = Verifier(self.trust, self.status, self.state, self.challenges)
         self._families: dict[int, Family] = {}
+        self._status_iat = 0
 
     def family(self, seed: int, beneficiaries: int | None = None) -> Family:
         if seed not in self._families:
@@ -48,8 +49,10 @@ class SimulatedInsurer:
         return Wallet(credential, device)
 
     def publish_status(self) -> None:
-        now = int(time.time())
-        self.status.load(self.issuer.status_list(now=now), now)
+        # A held list is replaced only by a strictly newer one: two publications within the
+        # same second get increasing times (loaded with the insurer's own clock).
+        self._status_iat = max(int(time.time()), self._status_iat + 1)
+        self.status.load(self.issuer.status_list(now=self._status_iat), self._status_iat)
 
     def close(self) -> None:
         self.state.close()

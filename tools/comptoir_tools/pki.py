@@ -252,6 +252,25 @@ class TestPki:
     def anchor(self) -> ec.EllipticCurvePublicKey:
         return self.anchor_key.public_key()
 
+    def rotate_list_signer(self, label: str) -> None:
+        """A new trust-list signing key (and its certificate under the anchor) from now on."""
+        self.list_signer_key = derive_key(self.seed, f"list-signer:{label}")
+        self.list_signer_certificate = certificate(
+            self.anchor_key,
+            subject=f"Comptoir test trust-list signer {label}",
+            public_key=self.list_signer_key.public_key(),
+            roles=trust.ROLE_SIGN_TRUST_LISTS,
+            not_before=self.not_before,
+            not_after=self.not_after,
+        )
+
+    def rotate_issuer(self, name: str) -> Issuer:
+        """A new issuing key: its certificate joins the trust list (the old issuer stays on it
+        for the credentials it signed) and new activations use it (issuers[-1])."""
+        issuer = self.new_issuer(name)
+        self.issuers.append(issuer)
+        return issuer
+
     def new_issuer(
         self, name: str, *, roles: int | None = None, kid: bytes | None = None
     ) -> Issuer:
@@ -355,6 +374,12 @@ def load_state(directory: Path) -> TestPki:
     return pki
 
 
+def publication_index(issuers: int) -> dict[str, Any]:
+    """index.json of a publication: the files a host fetches (comptoir.tokens.refresh)."""
+    return {"trust_list": "trust-list.cbor",
+            "status_lists": [f"status-{n}.cbor" for n in range(1, issuers + 1)]}
+
+
 def publish(pki: TestPki, directory: Path, now: int, validity: int, grace: int) -> list[Path]:
     """Write what a verifier needs: anchor.pem, trust-list.cbor, status-<n>.cbor."""
     written = [directory / "anchor.pem", directory / "trust-list.cbor"]
@@ -368,6 +393,7 @@ def publish(pki: TestPki, directory: Path, now: int, validity: int, grace: int) 
         path = directory / f"status-{n}.cbor"
         path.write_bytes(issuer.status_list(now=now, validity=validity))
         written.append(path)
+    (directory / "index.json").write_text(json.dumps(publication_index(len(pki.issuers))))
     save_state(pki, directory)
     return written
 

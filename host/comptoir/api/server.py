@@ -78,7 +78,9 @@ class ApiServer:
         boards: Callable[[], Mapping[str, BoardStatus]] = dict,
         metrics: Any = None,
         metrics_auth: bool = False,
+        trust: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
+        """`trust`: the trust material's report for /v1/health (TrustRefresher.report)."""
         if not ipaddress.ip_address(host).is_loopback:
             raise ValueError(f"API host {host} is not a loopback address")
         self.token = token
@@ -87,6 +89,7 @@ class ApiServer:
         self.boards = boards
         self.metrics = metrics
         self.metrics_auth = metrics_auth
+        self.trust = trust
         self._streams: set[Subscription] = set()
         self._streams_lock = threading.Lock()
         server_cls = type("Server", (_Server,), {
@@ -215,7 +218,10 @@ class _Handler(BaseHTTPRequestHandler):
     # --- endpoints -------------------------------------------------------------------------
 
     def h_health(self, api: ApiServer) -> None:
-        self._json(200, {"status": "ok", "version": __version__})
+        body: dict[str, Any] = {"status": "ok", "version": __version__}
+        if api.trust is not None:
+            body["trust"] = api.trust()
+        self._json(200, body)
 
     def h_metrics(self, api: ApiServer) -> None:
         data = (api.metrics.render() if api.metrics is not None else "").encode()

@@ -21,6 +21,7 @@ from comptoir.rights import (
     RightsClient,
     StalenessPolicy,
 )
+from comptoir.tokens.refresh import TrustRefresher
 from comptoir.transactions import JournalBiller, TransactionStore
 
 from .auth import load_or_create_token
@@ -92,8 +93,10 @@ def lots_every(cfg: Config) -> float:
     return min(LOTS_EVERY_S, max(0.5, cfg.billing.lot_max_age_s / 4))
 
 
-def start_services(cfg: Config, daemon: Any) -> Services:
-    """`daemon`: a comptoir.daemon.Daemon (subscribe, status), not yet started or running."""
+def start_services(cfg: Config, daemon: Any, trust: TrustRefresher | None = None) -> Services:
+    """`daemon`: a comptoir.daemon.Daemon (subscribe, status), not yet started or running.
+    `trust`: the refresher of the verifier's trust material, run as a periodic task, its
+    alerts on the event stream, its list ages in the metrics and /v1/health."""
     for d in (cfg.paths.data_dir, cfg.paths.keys_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     biller = JournalBiller(cfg.billing_db, key=cfg.billing_key, lot_size=cfg.billing.lot_size,
@@ -106,12 +109,16 @@ def start_services(cfg: Config, daemon: Any) -> Services:
     feed = EventFeed(store, metrics)
     daemon.subscribe(metrics.on_event)
     daemon.subscribe(feed.on_event)
+    if trust is not None:
+        trust.set_publisher(feed.publish)
+        metrics.sources.append(trust.metric_lines)
     api = None
     if cfg.api.enabled:
         api = ApiServer(load_or_create_token(cfg.api.token_file), store, feed,
                         host=cfg.api.host, port=cfg.api.port,
                         boards=lambda: dict(daemon.status), metrics=metrics,
-                        metrics_auth=cfg.api.metrics_auth).start()
+                        metrics_auth=cfg.api.metrics_auth,
+                        trust=None if trust is None else trust.report).start()
     stop = threading.Event()
 
     def purge() -> None:  # expiry and retention, off the daemon's event thread
@@ -144,6 +151,9 @@ def start_services(cfg: Config, daemon: Any) -> Services:
                           older_than=c.refresh_older_than_s, max_families=c.refresh_max_families,
                           metrics=metrics)
         threads.append(threading.Thread(target=sync.run, args=(stop,), name="rights sync",
+                                        daemon=True))
+    if trust is not None:
+        threads.append(threading.Thread(target=trust.run, args=(stop,), name="trust refresh",
                                         daemon=True))
     for t in threads:
         t.start()

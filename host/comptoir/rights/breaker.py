@@ -8,9 +8,10 @@ A pharmacy counter must not wait on timeouts patient after patient when the line
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from enum import StrEnum
+
+from comptoir.clock import monotonic as clock_monotonic
 
 
 class BreakerState(StrEnum):
@@ -26,7 +27,7 @@ class CircuitBreaker:
         threshold: int = 3,
         cool_down: float = 10.0,
         max_cool_down: float = 300.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = clock_monotonic,
     ) -> None:
         if threshold < 1 or cool_down <= 0 or max_cool_down < cool_down:
             raise ValueError("bad circuit breaker settings")

@@ -27,6 +27,7 @@ from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
+from comptoir.clock import now as clock_now
 from comptoir.tokens.model import Credential, Verified
 
 from . import codec
@@ -69,7 +70,7 @@ class Rebuild:
     reason: str
     salvaged: int = 0
     quarantined: Path | None = None
-    at: float = field(default_factory=time.time)
+    at: float = field(default_factory=clock_now)
 
 
 class RightsCache:
@@ -80,7 +81,7 @@ class RightsCache:
         *,
         policy: StalenessPolicy | None = None,
         client: RightsClient | None = None,
-        clock: Any = time.time,
+        clock: Any = clock_now,
         store_options: dict[str, Any] | None = None,
         keep_corrupt: bool = False,
     ) -> None:
@@ -103,7 +104,7 @@ class RightsCache:
         *,
         policy: StalenessPolicy | None = None,
         client: RightsClient | None = None,
-        clock: Any = time.time,
+        clock: Any = clock_now,
         keep_corrupt: bool = False,
         **store_options: Any,
     ) -> RightsCache:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from comptoir.clock import now as clock_now
+
 from .breaker import CircuitBreaker
 from .errors import ServiceError, ServiceUnavailable
 from .model import RightsRecord
@@ -61,7 +63,7 @@ class RightsClient:
         breaker: CircuitBreaker | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
     ) -> None:
         url = urllib.parse.urlsplit(base_url)
         if url.scheme not in ("http", "https") or not url.hostname:

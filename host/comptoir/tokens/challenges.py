@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable
+
+from comptoir.clock import now as clock_now
 
 from .reasons import Reason, TokenError
 
@@ -27,7 +28,7 @@ class ChallengeRegistry:
         ttl: float = 30.0,
         per_board: int = 4,
         max_boards: int = 64,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
         rng: Callable[[int], bytes] = os.urandom,
     ) -> None:
         self._ttl = ttl

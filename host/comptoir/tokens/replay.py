@@ -46,9 +46,10 @@ import os
 import sqlite3
 import struct
 import threading
-import time
 import zlib
 from pathlib import Path
+
+from comptoir.clock import now as clock_now
 
 from .reasons import Reason
 
@@ -128,7 +129,7 @@ class VerifierState:
         self._generations: dict[bytes, int] = {}
         self._persons: dict[str, bytes] = {}  # NIR -> person key (a pure function, memoised)
         self._commits = 0
-        self._credentials_purged_at = int(time.time())
+        self._credentials_purged_at = int(clock_now())
         self.skipped_records = 0  # damaged records found when the journal was loaded
         self._broken: str | None = None  # set when the journal can no longer be appended to
         self._fd = -1
@@ -139,7 +140,7 @@ class VerifierState:
             for stale in self._path.parent.glob(f".{self._path.name}.tmp-*"):
                 if stale.is_file():
                     stale.unlink()
-            self._records = self._load(int(time.time()))
+            self._records = self._load(int(clock_now()))
             if self._fd < 0:
                 self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
         except BaseException:

@@ -103,8 +103,17 @@ def _parse(data: bytes, trust: TrustStore, now: int, skew: int) -> StatusList:
     return StatusList(list_id, issued_at, uint(c[EXP], "exp"), uint(c[TTL], "ttl"), bits, entries)
 
 
+class NotNewer(TokenError):
+    """A valid status list that is not strictly newer (by `iat`) than the one held: ignored."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(Reason.STATUS_LIST_INVALID, detail)
+
+
 class StatusLists:
-    """The status lists the host holds, by list id, with their staleness policy. Thread-safe."""
+    """The status lists the host holds, by list id, with their staleness policy. Thread-safe.
+    A list replaces the held one only when strictly newer (a higher `iat`): the same list read
+    again, or an older one replayed, is refused with NotNewer and the held one stays."""
 
     def __init__(self, trust: TrustStore, *, grace: int = 3 * 86400, clock_skew: int = 60) -> None:
         self._trust = trust
@@ -117,10 +126,19 @@ class StatusLists:
         new = parse_status_list(data, self._trust, now, self._skew)
         with self._lock:
             old = self._lists.get(new.list_id)
-            if old is not None and new.issued_at < old.issued_at:
-                raise TokenError(Reason.STATUS_LIST_INVALID, "older than the current list")
+            if old is not None and new.issued_at <= old.issued_at:
+                raise NotNewer(f"issued at {new.issued_at}, not after the held list's "
+                               f"{old.issued_at}")
             self._lists[new.list_id] = new
         return new
+
+    def held(self) -> list[StatusList]:
+        with self._lock:
+            return list(self._lists.values())
+
+    @property
+    def grace(self) -> int:
+        return self._grace
 
     def needs_refresh(self, list_id: str, now: int) -> bool:
         current = self._lists.get(list_id)

@@ -27,9 +27,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from comptoir.clock import now as clock_now
 
 from . import base45, canonical, cbor_safe, claims, cose
 from .cbor_safe import CborLimits
@@ -133,7 +134,7 @@ class Verifier:
         state: VerifierState,
         challenges: ChallengeRegistry,
         policy: Policy | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = clock_now,
         *,
         credential_cache: int = CREDENTIAL_CACHE_SIZE,
     ) -> None:
