@@ -177,3 +177,46 @@ def test_bad_urls_are_refused():
     for url in ("ftp://x", "127.0.0.1:80", "http://"):
         with pytest.raises(ValueError):
             RightsClient(url)
+
+
+@pytest.mark.parametrize("status", [400, 403, 410])
+def test_a_4xx_during_the_half_open_trial_settles_the_breaker(status):
+    """Issue 15: an answer that is not retried (a 4xx) during the half-open trial left the trial
+    'out' for ever: the counter and the background sync (sharing the breaker) stayed on the
+    offline cache until a restart. The service answered: the circuit closes."""
+    clock = FakeClock()
+    with running_service(FAMS) as svc:
+        svc.outage = True
+        breaker = CircuitBreaker(threshold=2, cool_down=30, clock=clock)
+        pol = ClientPolicy(timeout=1, attempts=2, backoff=0.001)
+        counter = RightsClient(svc.url, policy=pol, breaker=breaker)
+        sync = RightsClient(svc.url, policy=pol, breaker=breaker)  # the background sync's
+        with pytest.raises(ServiceUnavailable):
+            counter.family(NIR)
+        assert breaker.state is BreakerState.OPEN
+        svc.outage = False
+        clock.t += 30
+        svc.fail_next(1, status)
+        with pytest.raises(ServiceError, match=f"HTTP {status}"):
+            counter.family(NIR)  # the half-open trial, answered with a 4xx
+        assert breaker.state is BreakerState.CLOSED
+        assert sync.oppositions(0).seq == 0  # the sync's next round goes out at once
+        assert counter.family(NIR) is not None
+
+
+def test_a_trial_that_ends_in_an_unexpected_error_frees_the_breaker(monkeypatch):
+    clock = FakeClock()
+    with running_service(FAMS) as svc:
+        breaker = CircuitBreaker(threshold=1, cool_down=30, clock=clock)
+        c = RightsClient(svc.url, policy=ClientPolicy(timeout=1, attempts=1), breaker=breaker)
+        breaker.failure()
+        clock.t += 30
+
+        def boom(*a, **k):
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(c, "_once", boom)
+        with pytest.raises(RuntimeError):
+            c.family(NIR)
+        monkeypatch.undo()
+        assert breaker.allow()  # the trial is not held for ever

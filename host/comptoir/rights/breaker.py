@@ -77,6 +77,12 @@ class CircuitBreaker:
             self._cool_down = self.base_cool_down
             self._trial_out = False
 
+    def abandon(self) -> None:
+        """A call ended without saying anything about the service (a local error): a trial it
+        held is given back, so that the next call can try."""
+        with self._lock:
+            self._trial_out = False
+
     def failure(self) -> None:
         with self._lock:
             if self._opened_at is not None:

@@ -3,7 +3,8 @@
 Retried: connection failures, timeouts, 5xx and 429 (honouring a short Retry-After). Not
 retried: other 4xx and malformed or mismatched answers (asking again would not help).
 Every attempt counts for the circuit breaker; while it is open no request goes out at all and
-ServiceUnavailable is raised at once.
+ServiceUnavailable is raised at once. An answer that is not retried (a 4xx, a malformed answer)
+still proves the service reachable: it closes the circuit, a half-open trial included.
 """
 
 from __future__ import annotations
@@ -143,6 +144,12 @@ class RightsClient:
             self.attempts_made += 1
             try:
                 status, body = self._once(method, path, payload)
+            except ServiceError:
+                # The service answered (a 4xx, a malformed answer): it is reachable, and asking
+                # again would not help. This settles a half-open trial too (issue 15: left
+                # unsettled, the breaker stayed open for the counter and the sync alike).
+                self.breaker.success()
+                raise
             except _Retryable as exc:
                 self.breaker.failure()
                 last = str(exc)
@@ -156,6 +163,9 @@ class RightsClient:
                     self._sleep(wait)
                     delay = min(delay * 2, pol.backoff_max)
                 continue
+            except BaseException:
+                self.breaker.abandon()  # a local error: the trial, if it was one, is given back
+                raise
             self.breaker.success()
             return status, body
         raise ServiceUnavailable(
