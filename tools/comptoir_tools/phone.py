@@ -9,6 +9,13 @@ It answers what an Android HCE service registered for the Comptoir AID answers
   to the challenge, with ``61 xx`` while more is waiting, else ``90 00``.
 - ``00 C0 00 00 Le`` (GET RESPONSE) → the next page.
 
+Below the APDUs, :meth:`Phone.rf_receive` is what the phone's NFC controller does
+at the ISO/IEC 14443-4 (ISO-DEP) level when a reader runs the protocol itself
+(the PN532's InCommunicateThru, as nfcpy does): RATS → ATS, I-blocks with block
+numbers, chaining both ways, R(ACK)/R(NAK), S(DESELECT), and S(WTX) when the
+answer takes longer than the frame waiting time its ATS announces (FWI). A phone
+can also go away in the middle of a chained answer (``leave_after_blocks``).
+
 Until the token format exists, the presentation comes from
 ``make_presentation(challenge)``; the default is an opaque, deterministic blob
 that ends with an HMAC of the challenge (:func:`verify_default_presentation`).
@@ -19,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Callable
+from dataclasses import dataclass
 
 # Same values as firmware/pn532/apdu.py (a test checks they agree).
 COMPTOIR_AID = b"\xf0COMPTOIR\x01"
@@ -36,6 +44,42 @@ SW_NOT_FOUND = b"\x6a\x82"
 SW_WRONG_P1P2 = b"\x6a\x86"
 SW_INS = b"\x6d\x00"
 SW_CLA = b"\x6e\x00"
+
+# ISO/IEC 14443-4 (the frame sizes and times an ATS announces).
+FSD_TABLE = (16, 24, 32, 40, 48, 64, 96, 128, 256)  # FSDI/FSCI 0..8
+FC = 13.56e6  # carrier frequency, Hz
+
+
+def fwt_s(fwi: int) -> float:
+    """Frame waiting time for FWI 0..14: (256 × 16 / fc) × 2^FWI (ISO/IEC 14443-4 §7.2)."""
+    return 256 * 16 / FC * 2 ** fwi
+
+
+def ats_with_fwi(ats: bytes, fwi: int) -> bytes:
+    """The ATS with its TB(1) upper nibble (FWI) replaced; TB(1) must be present."""
+    t0 = ats[1]
+    if not t0 & 0x20:
+        raise ValueError("this ATS has no TB(1)")
+    i = 2 + (1 if t0 & 0x10 else 0)
+    return ats[:i] + bytes([(fwi << 4) | (ats[i] & 0x0F)]) + ats[i + 1 :]
+
+
+def ats_fwi(ats: bytes) -> int:
+    """FWI from an ATS (TL T0 [TA] [TB] ...); 4 when TB(1) is absent (the default)."""
+    if len(ats) < 2 or not ats[1] & 0x20:
+        return 4
+    i = 2 + (1 if ats[1] & 0x10 else 0)
+    return ats[i] >> 4 if i < len(ats) else 4
+
+
+@dataclass(frozen=True)
+class RfAnswer:
+    """What the phone sends back on the air, and when: ``delay_s`` after the end of
+    the reader's frame (CRC_A not included: the PN532's CIU adds and checks it)."""
+
+    frame: bytes
+    delay_s: float
+
 
 DEFAULT_KEY = b"comptoir-sim-phone-key"
 DEFAULT_SIZE = 3000
@@ -88,6 +132,11 @@ class Phone:
         apdu_time_s: float = 0.008,
         present_time_s: float = 0.040,
         name: str = "phone",
+        fwi: int | None = None,
+        wtxm: int = 1,
+        wtx_after_s: float | None = None,
+        frame_delay_s: float = 0.0005,
+        leave_after_blocks: int | None = None,
     ) -> None:
         self.make_presentation = make_presentation or default_presentation
         self.locked = locked
@@ -97,6 +146,30 @@ class Phone:
         self.apdu_time_s = apdu_time_s
         self.present_time_s = present_time_s
         self.name = name
+        # ISO-DEP. FWI 7 is what Android phones announce (ATS 05 78 80 70 02, nfcpy
+        # log in shared/notes/pn532.md); another FWI rewrites the ATS's TB(1).
+        if fwi is not None:
+            self.ats = ats_with_fwi(self.ats, fwi)
+        # S(WTX): the multiplier the phone asks for, and how long after the block it
+        # sends the request. [assumed: WTXM 1, at half the FWT; ISO/IEC 14443-4 §7.3
+        # only bounds it by FWT; Android leaves it to the NFC controller]
+        self.wtxm = wtxm
+        self.wtx_after_s = wtx_after_s
+        # Turnaround of a block the controller answers itself (ATS, R-blocks, S-blocks)
+        # [assumed: 0.5 ms, well under FWT].
+        self.frame_delay_s = frame_delay_s
+        # Goes away after sending this many blocks of a chained answer (None: stays).
+        self.leave_after_blocks = leave_after_blocks
+        self.gone = False  # left the field on its own; the simulator then removes it
+        self.iso_state = "idle"  # idle | ready (selected, no RATS yet) | protocol | halted
+        self.fsd = 256
+        self._block = 1  # PICC block number, 1 after activation (ISO/IEC 14443-4 rule C)
+        self._last_block = b""
+        self._rx_chain = b""
+        self._tx_chain = b""
+        self._chained_sent = 0
+        self._ready_at: float | None = None  # an answer in the making (WTX asked)
+        self._answer = b""
         self._selected = False
         self._pending = b""
         # What the phone saw, for tests.
@@ -108,13 +181,128 @@ class Phone:
     # ---- the HCE service ---------------------------------------------------
 
     def activate(self) -> None:
+        """RATS received (by the PN532's automatic RATS or in software): ISO-DEP starts."""
         self.activations += 1
         self._selected = False
         self._pending = b""
+        self.iso_state = "protocol"
+        self._block = 1
+        self._last_block = b""
+        self._rx_chain = self._tx_chain = b""
+        self._chained_sent = 0
+        self._ready_at = None
+
+    def select_l3(self) -> None:
+        """Selected by the reader's anticollision (SAK sent), waiting for RATS."""
+        self.iso_state = "ready"
 
     def deactivate(self) -> None:
         self._selected = False
         self._pending = b""
+        self.iso_state = "idle"
+        self._ready_at = None
+
+    # ---- ISO/IEC 14443-4, as the phone's NFC controller runs it -----------------
+
+    @property
+    def fwt_s(self) -> float:
+        return fwt_s(ats_fwi(self.ats))
+
+    def rf_receive(self, frame: bytes, at: float) -> RfAnswer | None:
+        """A frame from the reader (without CRC) that reaches the phone at time `at`
+        (seconds, the simulator's clock). Returns the answer, or None for silence.
+
+        Rules from ISO/IEC 14443-4 §7.5.4 (PICC rules), as nfcpy's initiator
+        (nfc/tag/tt4.py) expects them."""
+        if self.gone or not frame:
+            return None
+        if self.iso_state == "ready":
+            # RATS: E0, FSDI (upper nibble) and CID. Anything else is not for layer 4.
+            if len(frame) == 2 and frame[0] == 0xE0:
+                self.fsd = FSD_TABLE[min(frame[1] >> 4, 8)]
+                self.activate()
+                return RfAnswer(bytes(self.ats), self.frame_delay_s)
+            return None
+        if self.iso_state != "protocol":
+            return None
+        pcb = frame[0]
+        off = 1
+        cid = b""
+        if pcb & 0x08:  # CID follows (this phone accepts it and echoes it)
+            if len(frame) < 2:
+                return None
+            cid, off = frame[1:2], 2
+        if pcb & 0xE2 == 0x02:  # I-block: 000C CID NAD 1 bn
+            if pcb & 0x04:
+                off += 1  # NAD (not used by Android; skipped)
+            return self._i_block(pcb, frame[off:], cid, at)
+        if pcb & 0xE6 == 0xA2:  # R-block: 101 NAK CID 0 1 bn
+            return self._r_block(pcb, cid, at)
+        if pcb & 0xC7 == 0xC2:  # S-block: 11 xx CID 0 1 0
+            if pcb & 0x30 == 0x00:  # S(DESELECT): answered, then HALT
+                self.deactivate()
+                self.iso_state = "halted"
+                return RfAnswer(bytes([pcb]) + cid, self.frame_delay_s)
+            if pcb & 0x30 == 0x30 and self._ready_at is not None:  # S(WTX) response
+                wtxm = (frame[off] & 0x3F) if len(frame) > off else 1
+                return self._answer_or_wtx(at, max(1, wtxm) * self.fwt_s, cid)
+        return None  # not a valid block: the PICC stays silent
+
+    def _i_block(self, pcb: int, inf: bytes, cid: bytes, at: float) -> RfAnswer | None:
+        bn = pcb & 0x01
+        self._block = bn  # rule D: toggled to the received number before answering
+        if pcb & 0x10:  # the reader chains: acknowledge (rule 10), keep the part
+            self._rx_chain += inf
+            block = bytes([0xA2 | (0x08 if cid else 0) | bn]) + cid
+            self._last_block = block
+            return RfAnswer(block, self.frame_delay_s)
+        apdu, self._rx_chain = self._rx_chain + inf, b""
+        self._answer = bytes(self.process_apdu(bytes(apdu)))
+        self._tx_chain = b""
+        self._chained_sent = 0
+        self._ready_at = at + self.processing_time(bytes(apdu))
+        return self._answer_or_wtx(at, self.fwt_s, cid)
+
+    def _answer_or_wtx(self, at: float, window: float, cid: bytes) -> RfAnswer:
+        assert self._ready_at is not None
+        remaining = self._ready_at - at
+        if remaining > window:
+            # Slower than the frame waiting time: ask for more (S(WTX), ISO/IEC 14443-4
+            # §7.3; nfcpy tt4.py answers it and waits WTXM x FWT).
+            block = bytes([0xF2 | (0x08 if cid else 0)]) + cid + bytes([self.wtxm & 0x3F])
+            self._last_block = block
+            after = self.wtx_after_s if self.wtx_after_s is not None else window / 2
+            return RfAnswer(block, after)
+        self._ready_at = None
+        self._tx_chain = self._answer
+        return self._next_chunk(cid, max(remaining, self.frame_delay_s))
+
+    def _next_chunk(self, cid: bytes, delay: float) -> RfAnswer:
+        room = self.fsd - 3 - len(cid)  # PCB, CID, CRC_A (2) within FSD
+        chunk, self._tx_chain = self._tx_chain[:room], self._tx_chain[room:]
+        more = 0x10 if self._tx_chain else 0x00
+        block = bytes([0x02 | more | (0x08 if cid else 0) | self._block]) + cid + chunk
+        self._last_block = block
+        if more:
+            self._chained_sent += 1
+            if self.leave_after_blocks is not None and (
+                self._chained_sent >= self.leave_after_blocks
+            ):
+                self.gone = True  # this block still goes out; then the phone is away
+        return RfAnswer(block, delay)
+
+    def _r_block(self, pcb: int, cid: bytes, at: float) -> RfAnswer | None:
+        bn = pcb & 0x01
+        nak = bool(pcb & 0x10)
+        if bn == self._block:  # rule 11: the last block again
+            return RfAnswer(self._last_block, self.frame_delay_s) if self._last_block else None
+        if nak:  # rule 12: R(NAK) with another number -> R(ACK) (nfcpy's presence check)
+            block = bytes([0xA2 | (0x08 if cid else 0) | self._block]) + cid
+            return RfAnswer(block, self.frame_delay_s)
+        if self._tx_chain:  # rule 13 (and rule E: toggle): the next block of the chain
+            self._block ^= 1
+            return self._next_chunk(cid, self.frame_delay_s)
+        return None
 
     def processing_time(self, apdu: bytes) -> float:
         if len(apdu) >= 2 and apdu[0] == CLA_COMPTOIR and apdu[1] == INS_PRESENT:

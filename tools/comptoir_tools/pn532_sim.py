@@ -10,17 +10,24 @@ PN532. Behaviour follows the NXP PN532 user manual as summarised in
   again), the error frame for commands it does not know or malformed ones, the
   host's ACK aborting the running command; frames with a bad LCS/DCS are ignored
   (no ACK);
-- power: the chip starts in LowVbat, asleep: bytes are ignored until a ``0x55``
-  (which wakes the HSU; the next 3 byte times are lost while the oscillator
-  starts), and then only SAMConfiguration is accepted. PowerDown puts it back to
-  sleep (wake-up with ``0x55``, no SAMConfiguration needed);
-- commands: Diagnose (line test), GetFirmwareVersion (PN532 v1.6),
+- power: the chip starts in LowVbat with its HSU listening; in LowVbat it
+  answers GetFirmwareVersion, Diagnose and SetSerialBaudrate, and
+  SAMConfiguration takes it out (nfcpy's init, see ``_LOWVBAT_OK``). The
+  strictest reading of AN10609 (asleep until a ``0x55``, then only
+  SAMConfiguration) stays available: ``strict_lowvbat=True``. PowerDown puts it
+  to sleep; only a ``0x55`` wakes the HSU, and only when PowerDown's wake-up mask
+  has the HSU bit (the next 3 byte times are lost while the oscillator starts);
+- commands: Diagnose (line test, ROM and RAM tests), GetFirmwareVersion (PN532
+  v1.6), GetGeneralStatus, ReadRegister/WriteRegister (a CIU register file),
   SetParameters, SAMConfiguration, PowerDown, RFConfiguration (field, timings,
   MaxRetries: MxRtyPassiveActivation FF = poll forever, else ``retries + 1``
-  attempts then ``D5 4B 00``), SetSerialBaudrate, InListPassiveTarget (106 kbit/s
+  attempts then ``D5 4B 00``), SetSerialBaudrate (committed by the host ACK
+  that follows it, dropped by any other frame), InListPassiveTarget (106 kbit/s
   type A; the ATS when automatic RATS is on and SAK bit 0x20 is set),
   InDataExchange (MI in both directions; replies over 262 bytes are split),
-  InDeselect, InRelease;
+  InCommunicateThru (raw frames to the phone, which runs ISO/IEC 14443-4 itself:
+  see ``comptoir_tools.phone``), InSelect, InDeselect, InRelease; commands that
+  need the RF field switch it on;
 - timing: UART bytes at 10 bits / baud, ACK after ``ack_delay_s``, RF frames at
   106 kbit/s with 9 bits per byte plus ISO-DEP block overhead, the phone's
   processing time, a missing phone detected after the frame waiting time and
@@ -51,6 +58,8 @@ from enum import Enum
 from pathlib import Path
 from typing import ClassVar, Protocol
 
+from comptoir_tools.phone import RfAnswer
+
 __all__ = [
     "ACK",
     "ERROR_FRAME",
@@ -71,6 +80,40 @@ MAX_EXCHANGE = 262
 BAUDS = (9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600, 1288000)
 RF_BITRATE = 13.56e6 / 128  # 105.9 kbit/s
 _RF_ITEM_LEN = {0x01: 1, 0x02: 3, 0x04: 1, 0x05: 3, 0x0A: 11, 0x0B: 8, 0x0C: 3, 0x0D: 9}
+# Commands a chip in LowVbat answers (SAMConfiguration also leaves LowVbat). nfcpy
+# 1.0.4 sends GetFirmwareVersion before SAMConfiguration, nfcpy 0.10.0 also
+# SetSerialBaudrate and the Diagnose line test, and both read real PN532 v1.6
+# boards (nfcpy#45, #38, #147); esphome#3281 logs D4 02 answered before the first
+# SAMConfiguration. That the chip ignores other commands there is [assumed].
+_LOWVBAT_OK = frozenset({0x00, 0x02, 0x10, 0x14})
+_STRICT_LOWVBAT_OK = frozenset({0x14})
+WAKE_HSU = 0x10  # PowerDown WakeUpEnable bit for the HSU (UM0701-02 PowerDown)
+# CIU registers (PN532 CIU = PN512; addresses as in nfcpy pn53x.py)
+CIU_TX_MODE, CIU_RX_MODE, CIU_TX_CONTROL, CIU_TX_AUTO = 0x6302, 0x6303, 0x6304, 0x6305
+CIU_FIFO_DATA, CIU_FIFO_LEVEL = 0x6339, 0x633A
+CRC_EN = 0x80  # TxMode.TxCRCEn / RxMode.RxCRCEn
+# Values after power-on [assumed: the PN512 data sheet's reset values; no chip read
+# back]: Mode 3F, TxControl 80 (InvTx2RFOn, field off), Command 20, others 00.
+_CIU_RESET = {0x6301: 0x3F, CIU_TX_CONTROL: 0x80, 0x6331: 0x20}
+SENS_REQ = 0x26  # REQA, left in the CIU FIFO by a poll nothing answered
+
+
+def crc_a(data: bytes) -> bytes:
+    """ISO/IEC 14443-3 CRC_A (initial 6363), least significant byte first."""
+    crc = 0x6363
+    for b in data:
+        b ^= crc & 0xFF
+        b = (b ^ (b << 4)) & 0xFF
+        crc = (crc >> 8) ^ (b << 8) ^ (b << 3) ^ (b >> 4)
+    return bytes([crc & 0xFF, crc >> 8])
+
+
+def retry_timeout_s(index: int) -> float | None:
+    """RFConfiguration timing index: 100 us × 2^(n-1) for n 1..16, no timeout for 0
+    (nfcpy pn53x.py send_cmd_recv_rsp; UM0701-02 RFConfiguration item 02)."""
+    if index == 0:
+        return None
+    return 100e-6 * 2 ** (min(index, 16) - 1)
 
 
 def encode_frame(tfi: int, data: bytes) -> bytes:
@@ -91,9 +134,12 @@ class CardEmulator(Protocol):
     sens_res: int
     sel_res: int
     ats: bytes
+    gone: bool
 
     def activate(self) -> None: ...
+    def select_l3(self) -> None: ...
     def deactivate(self) -> None: ...
+    def rf_receive(self, frame: bytes, at: float) -> RfAnswer | None: ...
     def process_apdu(self, apdu: bytes) -> bytes: ...
     def processing_time(self, apdu: bytes) -> float: ...
 
@@ -109,7 +155,9 @@ class Fault(Enum):
     BAD_DCS = "bad_dcs"  # the reply's data checksum is wrong (first sending only)
     ERROR_FRAME = "error_frame"  # the syntax-error frame instead of the reply
     SLOW = "slow"  # the reply comes `delay_s` late
-    RF_ERROR = "rf_error"  # InDataExchange fails with status `code` (01, 02, 13, 29, ...)
+    # InDataExchange (or, with command=0x42, InCommunicateThru) fails with status
+    # `code` (01, 02, 13, 29, ...); the frame never reaches the phone
+    RF_ERROR = "rf_error"
     PHONE_LEAVES = "phone_leaves"  # the phone leaves the field during this exchange
     RESET = "reset"  # brown-out: the chip restarts in LowVbat and loses this frame
 
@@ -150,6 +198,10 @@ class Timing:
     @property
     def byte_s(self) -> float:
         return 10 / self.baud
+
+    def air_s(self, n: int) -> float:
+        """Air time of one n-byte frame (CRC_A included), 9 bits per byte."""
+        return n * 9 / RF_BITRATE
 
     def rf_s(self, n: int) -> float:
         """Air time of an n-byte APDU as ISO-DEP I-blocks (PCB + CRC per block,
@@ -206,8 +258,12 @@ class PN532Sim:
         seed: int | None = None,
         firmware: tuple[int, int, int, int] = (0x32, 0x01, 0x06, 0x07),
         log_size: int = 4000,
+        strict_lowvbat: bool = False,
     ) -> None:
         self.timing = timing or Timing()
+        # Injectable quirk: the strictest reading of AN10609 at power-on (asleep until
+        # a 0x55, then only SAMConfiguration). Applies from the next power-on.
+        self.strict_lowvbat = strict_lowvbat
         self.rng = random.Random(seed)
         self.firmware = firmware
         self.stats = SimStats()
@@ -335,13 +391,24 @@ class PN532Sim:
     def lowvbat(self) -> bool:
         return self._lowvbat
 
+    @property
+    def field(self) -> bool:
+        return self._field
+
     def _power_on(self) -> None:
-        self._asleep = True
+        self._asleep = self.strict_lowvbat
+        self._wake_mask = WAKE_HSU
         self._lowvbat = True
         self._wake_lost = 0
         self._flags = 0x14  # automatic RATS and ATR_RES at power-up (pn532.md [inf])
         self._max_retries = [0xFF, 0x01, 0xFF]
-        self._field = True
+        # RFConfiguration 02: RFU, ATR_RES timeout, retry timeout; the defaults are
+        # nfcpy's values (UM0701-02 gives 0B 0A as defaults) [assumed].
+        self._timings = [0x00, 0x0B, 0x0A]
+        self._field = False  # switched on by the commands that need it
+        self._regs: dict[int, int] = dict(_CIU_RESET)
+        self._fifo: deque[int] = deque(maxlen=64)
+        self._last_error = 0
         self._listed: CardEmulator | None = None
         self._listed_iso = False
         self._halted = False
@@ -440,7 +507,7 @@ class PN532Sim:
                 break
             if self._wake_lost:
                 self._wake_lost -= 1
-            elif b == 0x55:
+            elif b == 0x55 and self._wake_mask & WAKE_HSU:
                 self._asleep = False
                 self._wake_lost = self.timing.wake_lost_bytes
                 self.stats.wakeups += 1
@@ -517,8 +584,12 @@ class PN532Sim:
         if self._asleep:
             self.stats.ignored += 1
             return
-        if self._lowvbat and cmd != 0x14:
-            self.stats.ignored += 1  # LowVbat: only SAMConfiguration wakes it fully
+        # A pending baud rate is committed only by the ACK right after D5 11
+        # (UM0701-02 SetSerialBaudrate); another frame first cancels it [assumed].
+        self._baud_pending = None
+        allowed = _STRICT_LOWVBAT_OK if self.strict_lowvbat else _LOWVBAT_OK
+        if self._lowvbat and cmd not in allowed:
+            self.stats.ignored += 1  # LowVbat: SAMConfiguration takes it out
             return
         fault = self._take_fault(cmd)
         kind = fault.fault if fault else None
@@ -587,9 +658,81 @@ class PN532Sim:
         self._at(delay, send, token)
 
     def _h_diagnose(self, cmd: int, p: bytes, at: float, tok: int, f: _Injected | None) -> None:
-        if not p or p[0] != 0x00:
-            raise _Syntax  # only the communication line test is modelled
-        self._reply(at + self.timing.command_s, cmd, p, tok, f)
+        if not p:
+            raise _Syntax
+        if p[0] == 0x00:  # communication line test: the data echoed
+            self._reply(at + self.timing.command_s, cmd, p, tok, f)
+        elif p[0] in (0x01, 0x02) and len(p) == 1:
+            # ROM and RAM tests: 00 = passed (nfcpy Chipset.diagnose and its test_diagnose)
+            self._reply(at + self.timing.command_s, cmd, b"\x00", tok, f)
+        else:
+            raise _Syntax  # poll target, echo back, attention, antenna: not modelled
+
+    def _h_general_status(self, cmd: int, p: bytes, at: float, tok: int,
+                          f: _Injected | None) -> None:
+        # D5 05 Err Field NbTg [Tg BrRx BrTx Type]... SAMstatus (UM0701-02
+        # GetGeneralStatus; nfcpy needs at least 3 bytes). Type 00 = ISO/IEC 14443 type A
+        # 106 kbit/s, SAM status 00 = no SAM [assumed].
+        if p:
+            raise _Syntax
+        data = bytes([self._last_error, 1 if self._field else 0])
+        if self._listed is not None and self.phone is self._listed:
+            data += bytes([1, 0x01, 0x00, 0x00, 0x00])
+        else:
+            data += b"\x00"
+        self._reply(at + self.timing.command_s, cmd, data + b"\x00", tok, f)
+
+    def _reg_read(self, addr: int) -> int:
+        if addr == CIU_FIFO_DATA:
+            return self._fifo.popleft() if self._fifo else 0x00
+        if addr == CIU_FIFO_LEVEL:
+            return len(self._fifo)
+        value = self._regs.get(addr, 0x00)
+        if addr == CIU_TX_CONTROL:  # Tx1RFEn | Tx2RFEn follow the field
+            value = (value & ~0x03) | (0x03 if self._field else 0x00)
+        return value
+
+    def _reg_write(self, addr: int, value: int) -> None:
+        if addr == CIU_FIFO_DATA:
+            self._fifo.append(value)
+        elif addr == CIU_FIFO_LEVEL:
+            if value & 0x80:  # FlushBuffer
+                self._fifo.clear()
+        elif addr == CIU_TX_CONTROL:
+            self._regs[addr] = value
+            if value & 0x03:
+                self._field = True
+            else:
+                self._field = False
+                self._field_off()
+        else:
+            self._regs[addr] = value
+
+    def _h_read_register(self, cmd: int, p: bytes, at: float, tok: int,
+                         f: _Injected | None) -> None:
+        # D4 06 (addr hi, addr lo)... -> D5 07 value... (no status byte on the PN532:
+        # nfcpy pn532.py reg_rsp, its test_read_register '06 0102631A' -> '07 AABB').
+        if not p or len(p) % 2:
+            raise _Syntax
+        vals = bytes(self._reg_read((p[i] << 8) | p[i + 1]) for i in range(0, len(p), 2))
+        self._reply(at + self.timing.command_s, cmd, vals, tok, f)
+
+    def _h_write_register(self, cmd: int, p: bytes, at: float, tok: int,
+                          f: _Injected | None) -> None:
+        # D4 08 (addr hi, addr lo, value)... -> D5 09 (nfcpy test_write_register).
+        if not p or len(p) % 3:
+            raise _Syntax
+        for i in range(0, len(p), 3):
+            self._reg_write((p[i] << 8) | p[i + 1], p[i + 2])
+        self._reply(at + self.timing.command_s, cmd, b"", tok, f)
+
+    def _h_select(self, cmd: int, p: bytes, at: float, tok: int, f: _Injected | None) -> None:
+        # InSelect Tg -> D5 55 status: 00 with the target listed, else 27 [assumed, the
+        # same answer as InDataExchange without a target].
+        if len(p) != 1:
+            raise _Syntax
+        ok = (p[0] & 0x3F) == 1 and self._listed is not None and self.phone is self._listed
+        self._reply(at + self.timing.command_s, cmd, b"\x00" if ok else b"\x27", tok, f)
 
     def _h_version(self, cmd: int, p: bytes, at: float, tok: int, f: _Injected | None) -> None:
         self._reply(at + self.timing.command_s, cmd, bytes(self.firmware), tok, f)
@@ -611,8 +754,14 @@ class PN532Sim:
         if not 1 <= len(p) <= 2:
             raise _Syntax
 
+        mask = p[0]
+
         def sleep() -> None:
+            # WakeUpEnable (UM0701-02 PowerDown): only the enabled sources wake it;
+            # for the HSU that is the 0x55 in _receive.
             self._asleep = True
+            self._wake_mask = mask
+            self._field = False
             self._field_off()
 
         self._reply(at + self.timing.command_s, cmd, b"\x00", tok, f, after=sleep)
@@ -627,9 +776,14 @@ class PN532Sim:
         if not p or _RF_ITEM_LEN.get(p[0]) != len(p) - 1:
             raise _Syntax
         if p[0] == 0x01:
+            # Off means off now, not "stay off": the commands that need the field
+            # switch it on again (nfcpy mutes before every poll, pn53x.py; libnfc
+            # pn53x.c "turn RF field off first for a better detection rate").
             self._field = bool(p[1] & 0x01)
             if not self._field:
                 self._field_off()
+        elif p[0] == 0x02:
+            self._timings = list(p[1:4])
         elif p[0] == 0x05:
             self._max_retries = list(p[1:4])
         self._reply(at + self.timing.command_s, cmd, b"", tok, f)
@@ -650,6 +804,7 @@ class PN532Sim:
         attempts = None if retries == 0xFF else retries + 1
         type_a = p[1] == 0x00
         t = self.timing
+        self._field = True  # polling needs the field (see _h_rf_config)
 
         def attempt(left: int | None) -> None:
             phone = self.phone if (type_a and self._field) else None
@@ -657,6 +812,9 @@ class PN532Sim:
                 self._activate(phone, cmd, tok, f)
                 return
             if left is not None and left <= 1:
+                if type_a:  # the REQA is still in the FIFO (nfcpy sense_tta reads 6339)
+                    self._fifo.clear()
+                    self._fifo.append(SENS_REQ)
                 self._reply(0.0, cmd, b"\x00", tok, f)
                 return
             self._at(t.poll_attempt_s, lambda: attempt(None if left is None else left - 1), tok)
@@ -674,8 +832,18 @@ class PN532Sim:
         def listed() -> None:
             self._listed = phone if self.phone is phone else None
             self._listed_iso = iso
-            if self._listed is not None and iso:
-                phone.activate()
+            # After a type A activation: CRC on both ways, 106 kbit/s, type A framing,
+            # 100 % ASK (what nfcpy reads and writes back before InCommunicateThru)
+            # [assumed values].
+            self._regs[CIU_TX_MODE] = CRC_EN
+            self._regs[CIU_RX_MODE] = CRC_EN
+            self._regs[CIU_TX_AUTO] = 0x40
+            self._fifo.clear()
+            if self._listed is not None:
+                if iso:
+                    phone.activate()
+                else:
+                    phone.select_l3()  # SAK sent; the host sends RATS itself
 
         self._reply(self.timing.activation_s, cmd, data, tok, f, after=listed)
 
@@ -685,6 +853,7 @@ class PN532Sim:
         tg, data = p[0], p[1:]
         t = self.timing
         kind = f.fault if f else None
+        self._field = True
         phone = self._listed
         if phone is None or (tg & 0x3F) != 1:
             self._reply(at + t.command_s, cmd, b"\x27", tok, f)
@@ -718,6 +887,57 @@ class PN532Sim:
 
         self._at(delay, fire, tok)
 
+    def _h_thru(self, cmd: int, p: bytes, at: float, tok: int, f: _Injected | None) -> None:
+        """InCommunicateThru: the raw frame goes on air (CRC_A added by the CIU when
+        TxMode.TxCRCEn is set); the answer comes back as D5 43 00 data, or status 01
+        when nothing answers within the retry timeout of RFConfiguration 02 (nfcpy
+        sets it before every call). ISO-DEP is the host's business here: the phone
+        answers blocks (comptoir_tools.phone.Phone.rf_receive)."""
+        t = self.timing
+        kind = f.fault if f else None
+        self._field = True
+        frame = bytes(p)
+        tx_crc = bool(self._regs.get(CIU_TX_MODE, 0) & CRC_EN)
+        rx_crc = bool(self._regs.get(CIU_RX_MODE, 0) & CRC_EN)
+        sent_at = at + t.air_s(len(frame) + (2 if tx_crc else 0))
+        timeout = retry_timeout_s(self._timings[2])
+
+        def status(code: int, wait: float | None) -> None:
+            self._last_error = code
+            if wait is None:
+                return  # no timeout: the chip waits until the host aborts
+            self._reply(sent_at + wait, cmd, bytes([code]), tok, f)
+
+        if kind is Fault.RF_ERROR and f is not None:
+            status(f.code & 0x3F, t.fdt_s if timeout is None else min(timeout, t.fdt_s))
+            return
+        if kind is Fault.PHONE_LEAVES:
+            self._remove_locked()
+        phone = self._listed if (self._listed is not None and self.phone is self._listed) \
+            else self.phone
+        if phone is not None and getattr(phone, "gone", False):
+            self._remove_locked()
+            phone = None
+        answer = None
+        if phone is not None and tx_crc and frame:
+            # Without TxCRCEn the phone sees a frame whose last two bytes are no CRC_A:
+            # it drops it (ISO/IEC 14443-3), so nothing is sent to it.
+            answer = phone.rf_receive(frame, time.monotonic() + sent_at)
+        if answer is None or (timeout is not None and answer.delay_s > timeout):
+            status(0x01, timeout)
+            return
+        out = answer.frame + (b"" if rx_crc else crc_a(answer.frame))
+        delay = sent_at + answer.delay_s + t.air_s(len(answer.frame) + 2)
+
+        def fire() -> None:
+            if self.phone is not phone:  # taken away while answering
+                status(0x01, 0.0 if timeout is None else max(0.0, timeout - answer.delay_s))
+                return
+            self._last_error = 0
+            self._reply(0.0, cmd, b"\x00" + out, tok, f)
+
+        self._at(delay, fire, tok)
+
     def _send_chunked(self, delay: float, cmd: int, resp: bytes, tok: int,
                       f: _Injected | None) -> None:
         if len(resp) > MAX_EXCHANGE:
@@ -742,15 +962,20 @@ class PN532Sim:
     _handlers: ClassVar[dict[int, Callable[..., None]]] = {
         0x00: _h_diagnose,
         0x02: _h_version,
+        0x04: _h_general_status,
+        0x06: _h_read_register,
+        0x08: _h_write_register,
         0x10: _h_baud,
         0x12: _h_set_parameters,
         0x14: _h_sam,
         0x16: _h_power_down,
         0x32: _h_rf_config,
         0x40: _h_exchange,
+        0x42: _h_thru,
         0x44: _h_release,
         0x4A: _h_list,
         0x52: _h_release,
+        0x54: _h_select,
     }
 
 
