@@ -39,7 +39,9 @@ def load_or_create_token(path: str | Path) -> str:
 
 
 def authorized(header: str | None, token: str) -> bool:
-    """`Authorization: Bearer <token>`, compared in constant time."""
-    expected = ("Bearer " + token).encode()
-    given = (header or "").strip().encode("utf-8", "replace")
-    return hmac.compare_digest(given, expected)
+    """`Authorization: Bearer <token>`, the scheme in any case (RFC 9110 §11.1), the token
+    compared in constant time."""
+    scheme, _, given = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(given.strip().encode("utf-8", "replace"), token.encode())

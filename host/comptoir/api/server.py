@@ -28,6 +28,14 @@ log = logging.getLogger("comptoir.api")
 
 KEEPALIVE_S = 15.0
 TX_ID = r"(?P<tx>[^/]+)"
+IDLE_TIMEOUT_S = 30.0  # a connection silent this long (no request, or a body that stalls) is closed
+MAX_CONNECTIONS = 64  # at once, event streams included; more are refused with a 503
+BACKLOG = 512  # connections the kernel queues before the server accepts them
+MAX_JSON_DEPTH = 32  # nesting of a request body; real bodies are 3 deep
+_ERROR_CODES = {400: "bad_request", 408: "timeout", 411: "length_required",
+                413: "too_large", 414: "uri_too_long", 431: "headers_too_large",
+                501: "not_implemented", 503: "too_many_connections",
+                505: "version_not_supported"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +71,56 @@ class ApiError(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # an event-stream client never blocks shutdown
+    request_queue_size = BACKLOG  # 5 by default: a burst of clients waited seconds in SYN retries
     api: ApiServer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._active = 0
+        self._active_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    @property
+    def active(self) -> int:
+        return self._active
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._active_lock:
+            full = self._active >= self.api.max_connections
+            if not full:
+                self._active += 1
+        if full:
+            # Refused without a thread: one short JSON answer, then the connection is closed.
+            body = json.dumps({"error": "too_many_connections",
+                               "detail": f"{self.api.max_connections} connections open; "
+                                         "try again shortly"}).encode()
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
+                                b"Content-Type: application/json; charset=utf-8\r\n"
+                                b"Retry-After: 1\r\nConnection: close\r\n"
+                                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
+                                + body)
+            except OSError:
+                pass
+            log.warning("api connection refused: too many open",
+                        extra={"max_connections": self.api.max_connections})
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._active_lock:
+            self._active -= 1
 
 
 class ApiServer:
@@ -79,6 +136,8 @@ class ApiServer:
         metrics: Any = None,
         metrics_auth: bool = False,
         trust: Callable[[], dict[str, Any]] | None = None,
+        idle_timeout: float = IDLE_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         """`trust`: the trust material's report for /v1/health (TrustRefresher.report)."""
         if not ipaddress.ip_address(host).is_loopback:
@@ -90,6 +149,8 @@ class ApiServer:
         self.metrics = metrics
         self.metrics_auth = metrics_auth
         self.trust = trust
+        self.idle_timeout = idle_timeout
+        self.max_connections = max_connections
         self._streams: set[Subscription] = set()
         self._streams_lock = threading.Lock()
         server_cls = type("Server", (_Server,), {
@@ -126,6 +187,57 @@ class ApiServer:
         self.stop()
 
 
+_QUERY = re.compile(r"\?[^\s\"]*")
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise _DuplicateKey(k)
+        out[k] = v
+    return out
+
+
+def _depth(raw: bytes) -> int:
+    """The deepest nesting of arrays and objects in a JSON text (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for b in raw:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif b == 0x5C:  # backslash
+                escaped = True
+            elif b == 0x22:
+                in_string = False
+        elif b == 0x22:
+            in_string = True
+        elif b in (0x5B, 0x7B):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif b in (0x5D, 0x7D):
+            depth -= 1
+    return deepest
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body: one JSON document, no key twice in an object (which one would count?),
+    at most MAX_JSON_DEPTH deep. ApiError 422 otherwise."""
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth(raw) > MAX_JSON_DEPTH:
+        raise ApiError(422, "invalid_json", f"nested deeper than {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as e:
+        raise ApiError(422, "invalid_json", f"key {str(e)[:40]!r} appears twice") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ApiError(422, "invalid_json", "the body is not a JSON document") from None
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     server_version = "comptoir"
@@ -133,9 +245,38 @@ class _Handler(BaseHTTPRequestHandler):
 
     # --- plumbing --------------------------------------------------------------------------
 
+    def setup(self) -> None:
+        self.timeout = self.server.api.idle_timeout  # idle keep-alive, stalled request or body
+        super().setup()
+
     def log_message(self, format: str, *args: Any) -> None:
-        # Request lines carry transaction ids, never personal data; as JSON through our logger.
-        log.debug("http", extra={"client": self.client_address[0], "line": format % args})
+        # Request lines carry transaction ids, never personal data; a query string may carry
+        # anything (a token pasted in a URL): it is never logged.
+        line = _QUERY.sub("?...", format % args)
+        log.debug("http", extra={"client": self.client_address[0], "line": line})
+
+    def send_error(self, code: int, message: str | None = None,
+                   explain: str | None = None) -> None:
+        """Errors the HTTP layer finds itself (a bad request line, headers too large, an
+        unknown method) are JSON like every other error, and close the connection."""
+        self.close_connection = True
+        if not self.request_version.startswith("HTTP/1."):
+            self.request_version = "HTTP/1.1"  # an answer with a status line, whatever was sent
+        detail = message or self.responses.get(code, ("error",))[0]
+        if code == 501:
+            detail = f"method {self.command!r} is not supported"
+        try:
+            data = json.dumps({"error": _ERROR_CODES.get(code, "error"),
+                               "detail": detail}).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Connection", "close")
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(data)
+        except OSError:
+            pass
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -170,8 +311,8 @@ class _Handler(BaseHTTPRequestHandler):
         except TransactionError as e:
             extra = {"fields": list(e.fields)} if getattr(e, "fields", ()) else {}
             self._json(e.status, {"error": e.code, "detail": str(e), **extra})
-        except (BrokenPipeError, ConnectionResetError):
-            pass
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            self.close_connection = True  # the client left, or stopped reading
         except Exception:
             log.exception("api request failed")
             self._json(500, {"error": "internal", "detail": "internal error (see the log)"})
@@ -197,17 +338,29 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
-        try:
-            length = int(self.headers.get("Content-Length") or "0")
-        except ValueError:
-            raise ApiError(400, "bad_request", "Content-Length is not a number") from None
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            raise ApiError(411, "length_required", "send the body with a Content-Length")
+        text = (self.headers.get("Content-Length") or "0").strip()
+        if not text.isdigit() or len(self.headers.get_all("Content-Length") or []) > 1:
+            # "-1" used to read until the client closed: any size, carried out after it left.
+            self.close_connection = True
+            raise ApiError(400, "bad_request", "Content-Length must be one decimal number")
+        length = int(text)
         if length > bodies.MAX_BODY:
+            self.close_connection = True
             raise ApiError(413, "too_large", f"body above {bodies.MAX_BODY} bytes")
-        raw = self.rfile.read(length)
         try:
-            return json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            raise ApiError(422, "invalid_json", "the body is not a JSON document") from None
+            raw = self.rfile.read(length)
+        except TimeoutError:
+            self.close_connection = True
+            raise ApiError(408, "timeout", "the body stopped coming: nothing was done") from None
+        if len(raw) < length:
+            # The client left (or stalled past the idle timeout) before sending its body:
+            # nothing is carried out.
+            self.close_connection = True
+            raise ApiError(400, "bad_request", "body shorter than its Content-Length")
+        return parse_json(raw)
 
     @staticmethod
     def _store(api: ApiServer) -> TransactionStore:
