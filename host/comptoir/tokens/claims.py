@@ -132,9 +132,15 @@ def bstr(value: Any, what: str, minimum: int, maximum: int) -> bytes:
 
 
 def text(value: Any, what: str) -> str:
-    # isprintable() refuses control and format characters: names end up on screens and in
-    # billing files, where they must not be able to inject anything.
-    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME or not value.isprintable():
+    """A name: 1..MAX_NAME bytes of UTF-8 (CDDL `tstr .size` counts bytes, not characters),
+    every character printable in Python's sense (`str.isprintable`): no character of Unicode
+    general category Cc, Cf, Cs, Co, Cn (control, format, surrogate, private use, unassigned),
+    Zl, Zp, and no separator Zs other than U+0020 SPACE. Names end up on screens and in
+    billing files, where they must not be able to inject or hide anything."""
+    if not isinstance(value, str) or not value.isprintable():
+        raise _malformed(what)
+    # After isprintable: no surrogate is left, so the encoding cannot fail.
+    if not 0 < len(value.encode("utf-8")) <= MAX_NAME:
         raise _malformed(what)
     return value
 
@@ -253,6 +259,10 @@ def parse_credential(claims: Any, now: int) -> Credential:
         exemptions=_exemptions(ins.get(P_EXEMPTIONS, [])),
     )
 
+    if C_BENEFICIARIES in c and c[C_BENEFICIARIES] == []:
+        # `? -6: [1*16 beneficiary]`: a credential without beneficiaries omits the key, so
+        # that a credential has one encoding.
+        raise _malformed("beneficiaries: empty array")
     beneficiaries = _beneficiaries(c.get(C_BENEFICIARIES, []), insured, default_rights, today)
 
     amc = None

@@ -179,6 +179,10 @@ class TrustStore:
         if not isinstance(signer_bytes, bytes):
             raise TokenError(Reason.TRUST_LIST_INVALID, "no signer certificate")
         signer = parse_certificate(signer_bytes, self._anchors)
+        if sign1.kid != signer.kid:
+            # The header kid must name the certificate carried with it: a kid that matches
+            # nothing (or another key) could only mislead a verifier that looks keys up by kid.
+            raise TokenError(Reason.TRUST_LIST_INVALID, "kid is not the signer certificate's")
         if not signer.allows(ROLE_SIGN_TRUST_LISTS):
             raise TokenError(Reason.TRUST_LIST_INVALID, "signer lacks the trust-list role")
         if not signer.not_before - self._skew <= now <= signer.not_after + self._skew:
