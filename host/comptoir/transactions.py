@@ -426,10 +426,14 @@ class TransactionStore:
         self.clock = clock
         self._lock = threading.RLock()
         self._live: dict[str, Verified] = {}  # decrypted credentials of open transactions
+        self._wal_pending = False  # a purge's erasure of the WAL could not complete yet
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                   timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
+        # Purged personal data is overwritten with zeros in the database's pages (freed
+        # overflow pages included), not just unlinked from the b-tree.
+        self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(SCHEMA)
         have = {r[1] for r in self.db.execute("PRAGMA table_info(tx)")}
         for name, kind in RIGHTS_COLUMNS:
@@ -640,7 +644,19 @@ class TransactionStore:
             cur = self.db.execute(
                 "UPDATE tx SET sealed=NULL WHERE state IN (?, ?) AND sealed IS NOT NULL "
                 "AND updated_at <= ?", (State.DISPENSED, State.CANCELLED, now - self.retention_s))
+            if cur.rowcount or self._wal_pending:
+                self._erase_wal()
         return len(expired), cur.rowcount
+
+    def _erase_wal(self) -> None:
+        """The WAL still holds the pages as they were before the purge (the sealed data, which
+        the key opens): copy the new pages into the database and truncate the WAL to nothing,
+        so that no file (a live backup included) keeps a purged person."""
+        busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        self._wal_pending = bool(busy)
+        if busy:
+            log.warning("purged data still in the WAL: a reader held it; erased at the next "
+                        "purge")
 
     # --- reading ---------------------------------------------------------------------------
 
