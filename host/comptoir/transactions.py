@@ -427,6 +427,8 @@ class TransactionStore:
         self._lock = threading.RLock()
         self._live: dict[str, Verified] = {}  # decrypted credentials of open transactions
         self._wal_pending = False  # a purge's erasure of the WAL could not complete yet
+        # Told of a transaction finished from the journal (the event stream: EventFeed).
+        self.on_recovered: Callable[[TransactionView], None] | None = None
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
                                   timeout=30)
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -620,6 +622,7 @@ class TransactionStore:
         """Cancel open transactions older than the TTL; drop the personal data of finished ones
         past retention. Returns (expired, purged)."""
         now = self.clock()
+        recovered: list[str] = []
         with self._lock:
             expired = [r[0] for r in self.db.execute(
                 "SELECT id FROM tx WHERE state IN (?, ?) AND updated_at <= ?",
@@ -630,11 +633,8 @@ class TransactionStore:
                 # it, never cancel a billed transaction.
                 sheet = self.biller.sheet(tx_id) if self.biller is not None else None
                 if sheet is not None:
-                    self.db.execute(
-                        "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=? WHERE id=?",
-                        (State.DISPENSED, sheet.invoice_no, sheet.finess, now, tx_id))
-                    log.warning("expired transaction found billed: marked dispensed",
-                                extra={"transaction": tx_id, "invoice": sheet.invoice_no})
+                    self._finish_from_journal(tx_id, sheet, now)
+                    recovered.append(tx_id)
                 else:
                     self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
                                     (State.CANCELLED, now, tx_id))
@@ -646,7 +646,49 @@ class TransactionStore:
                 "AND updated_at <= ?", (State.DISPENSED, State.CANCELLED, now - self.retention_s))
             if cur.rowcount or self._wal_pending:
                 self._erase_wal()
+        self._tell_recovered(recovered)
         return len(expired), cur.rowcount
+
+    # --- a care sheet in the journal that this database does not know of ----------------------
+
+    def _finish_from_journal(self, tx_id: str, sheet: CareSheet, now: float) -> None:
+        """The billing journal (the truth for billing) has this transaction's care sheet, but
+        this database still says ready: a crash, or a full disk, between the journal's commit
+        and the update. Under the lock."""
+        self.db.execute(
+            "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=? WHERE id=? AND state=?",
+            (State.DISPENSED, sheet.invoice_no, sheet.finess, now, tx_id, State.READY))
+        self._live.pop(tx_id, None)
+        if self.rights is not None:
+            self.rights.forget(tx_id)
+        log.warning("transaction found billed in the journal: marked dispensed",
+                    extra={"transaction": tx_id, "invoice": sheet.invoice_no})
+
+    def recover_billed(self) -> list[str]:
+        """At start: finish every ready transaction whose care sheet is in the journal (and
+        tell `on_recovered`). Returns their ids."""
+        if self.biller is None:
+            return []
+        recovered = []
+        with self._lock:
+            ready = [r[0] for r in self.db.execute("SELECT id FROM tx WHERE state=?",
+                                                   (State.READY,))]
+            for tx_id in ready:
+                sheet = self.biller.sheet(tx_id)
+                if sheet is not None:
+                    self._finish_from_journal(tx_id, sheet, self.clock())
+                    recovered.append(tx_id)
+        self._tell_recovered(recovered)
+        return recovered
+
+    def _tell_recovered(self, ids: list[str]) -> None:
+        if self.on_recovered is None:
+            return
+        for tx_id in ids:
+            try:
+                self.on_recovered(self.get(tx_id))
+            except Exception:
+                log.exception("telling of a recovered care sheet failed")
 
     def _erase_wal(self) -> None:
         """The WAL still holds the pages as they were before the purge (the sealed data, which
@@ -661,8 +703,28 @@ class TransactionStore:
     # --- reading ---------------------------------------------------------------------------
 
     def get(self, tx_id: str) -> TransactionView:
+        view, recovered = self._get(tx_id)
+        if recovered:
+            self._tell_recovered([tx_id])
+        return view
+
+    def _get(self, tx_id: str) -> tuple[TransactionView, bool]:
+        recovered = False
         with self._lock:
             row = self._row(tx_id)
+            if row["state"] == State.READY and self.biller is not None:
+                sheet_found = self.biller.sheet(tx_id)
+                if sheet_found is not None:  # billed, though this database missed it
+                    try:
+                        self._finish_from_journal(tx_id, sheet_found, self.clock())
+                        row = self._row(tx_id)
+                        recovered = True
+                    except sqlite3.Error as e:  # a full disk still: shown from the journal
+                        log.warning("billed transaction not marked dispensed yet",
+                                    extra={"transaction": tx_id, "why": str(e)})
+                        row = {**row, "state": State.DISPENSED,
+                               "invoice_no": sheet_found.invoice_no,
+                               "finess": sheet_found.finess}
             people: tuple[Person, ...] = ()
             rights: tuple[PersonRights, ...] = ()
             service = None
@@ -681,7 +743,7 @@ class TransactionStore:
         return TransactionView(
             tx_id, State(row["state"]), row["created_at"], row["updated_at"],
             row["presentation_id"], row["board_id"], row["port"], row["channel"], people,
-            row["chosen"], sheet, rights, service)
+            row["chosen"], sheet, rights, service), recovered
 
     def ids(self) -> list[str]:
         with self._lock:

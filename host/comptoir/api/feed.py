@@ -43,6 +43,11 @@ class EventFeed:
             collections.deque(maxlen=REPLAY)
         self._subs: list[Subscription] = []
         self._order = threading.Lock()  # a presentation's event before its rights' event
+        if store is not None:
+            # A care sheet found in the billing journal for a transaction this database still
+            # had as ready (a crash between the two): the software is told it is dispensed.
+            store.on_recovered = lambda tx: self.transaction_changed(tx, "dispensed",
+                                                                     recovered=True)
 
     # --- producers -------------------------------------------------------------------------
 
@@ -106,10 +111,10 @@ class EventFeed:
             if tx.rights:  # still open
                 self.publish("transaction", {"action": "rights", **transaction_summary(tx)})
 
-    def transaction_changed(self, tx: TransactionView, action: str) -> None:
+    def transaction_changed(self, tx: TransactionView, action: str, **extra: Any) -> None:
         if self.metrics is not None:
             self.metrics.count_transaction(action)
-        self.publish("transaction", {"action": action, **transaction_summary(tx)})
+        self.publish("transaction", {"action": action, **transaction_summary(tx), **extra})
 
     def publish(self, kind: str, data: dict[str, Any]) -> None:
         with self._lock:

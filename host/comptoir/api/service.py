@@ -107,6 +107,9 @@ def start_services(cfg: Config, daemon: Any, trust: TrustRefresher | None = None
                              retention_s=cfg.transactions.retention_s, rights=rights)
     metrics = Metrics(lambda: {p: s.state for p, s in list(daemon.status.items())})
     feed = EventFeed(store, metrics)
+    for tx_id in store.recover_billed():  # a crash between the journal and this database
+        log.warning("care sheet recovered from the billing journal at start",
+                    extra={"transaction": tx_id})
     daemon.subscribe(metrics.on_event)
     daemon.subscribe(feed.on_event)
     if trust is not None:
