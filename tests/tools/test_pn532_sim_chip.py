@@ -393,3 +393,32 @@ def test_phone_leaves_fault_in_the_software_iso_dep_path(sim: PN532Sim, host: Ra
     sim.inject(Fault.PHONE_LEAVES, command=0x42)
     assert host.thru("02" + SELECT.hex()) == b"\x01"
     assert sim.phone is None
+
+
+def test_deselected_phone_does_not_answer_in_data_exchange_either(
+    sim: PN532Sim, host: Raw
+) -> None:
+    assert host.call(cmd("12 14"), reply("13")) == reply("13")  # automatic RATS
+    uid = sim.place(Phone())
+    want = reply("4B 01 01 00 04 20 04" + uid.hex() + "05 78 80 70 02")
+    assert host.call(cmd("4A 01 00"), want) == want
+    sel = host.call(cmd("40 01" + SELECT.hex()), reply("41 00 01 90 00"))
+    assert sel == reply("41 00 01 90 00")
+    assert host.thru("C2") == bytes.fromhex("00 C2")
+    # The chip-side ISO-DEP path meets the same halted phone: no answer, status 01.
+    got = host.call(cmd("40 01" + SELECT.hex()), reply("41 01"), timeout=1.0)
+    assert got == reply("41 01")
+
+
+def test_phone_taken_away_while_answering_is_status_01(sim: PN532Sim, host: Raw) -> None:
+    phone = Phone(lambda c: default_presentation(c, size=100), present_time_s=0.030)
+    listed(sim, host, phone)
+    host.thru("E0 80")
+    assert host.thru("02" + SELECT.hex()) == bytes.fromhex("00 02 01 90 00")
+    present = "80 50 00 00 10" + bytes(16).hex() + "F0"
+    host.send(cmd("42 03" + present))
+    assert host.recv(6) == ACK
+    time.sleep(0.005)
+    sim.remove()  # the phone is working on the answer (30 ms)
+    got = host.recv(10, timeout=0.3)
+    assert got == reply("43 01")

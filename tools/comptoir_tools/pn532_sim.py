@@ -871,7 +871,10 @@ class PN532Sim:
             return
         if kind is Fault.PHONE_LEAVES:
             self._remove_locked()
-        if self.phone is not phone or not self._listed_iso:
+        # A phone that left, was never sent RATS, or got S(DESELECT) through
+        # InCommunicateThru does not answer: status 01 after FWT and the retries.
+        if (self.phone is not phone or not self._listed_iso
+                or getattr(phone, "iso_state", "protocol") != "protocol"):
             self._reply(at + t.rf_s(len(apdu)) + t.gone_s(), cmd, b"\x01", tok, f)
             return
         self.stats.apdus += 1
@@ -930,8 +933,11 @@ class PN532Sim:
         delay = sent_at + answer.delay_s + t.air_s(len(answer.frame) + 2)
 
         def fire() -> None:
-            if self.phone is not phone:  # taken away while answering
-                status(0x01, 0.0 if timeout is None else max(0.0, timeout - answer.delay_s))
+            if self.phone is not phone:  # taken away while answering: no answer comes
+                self._last_error = 0x01
+                if timeout is not None:
+                    wait = max(0.0, timeout - answer.delay_s)
+                    self._reply(wait, cmd, b"\x01", tok, f)
                 return
             self._last_error = 0
             self._reply(0.0, cmd, b"\x00" + out, tok, f)
