@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import itertools
 import logging
+import os
 import queue
 import threading
+import time
+from pathlib import Path
 from typing import Any
 
 from comptoir.events import BoardDown, BoardRefused, BoardUp, PortLost
@@ -33,12 +35,62 @@ class Subscription:
         self.closed = False
 
 
+class EventIds:
+    """Event ids that keep increasing across restarts: ids are handed out from blocks reserved
+    in a small file (one fsync'd write per `BLOCK` events); a restart starts after the last
+    block reserved, so an id is never given twice and a client's Last-Event-ID from before the
+    restart still means "what came after". Without a file: from 1, in memory."""
+
+    BLOCK = 1000
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._next = 1
+        self._reserved = 0
+        if path is not None:
+            try:
+                self._next = int(path.read_text().strip() or 0) + 1
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError) as e:
+                # A damaged file: start far above anything a day's events could have reached.
+                log.error("event id file unreadable; ids jump ahead",
+                          extra={"file": str(path), "error": str(e)})
+                self._next = int(time.time()) * 1000
+            self._reserved = self._next - 1
+
+    def __next__(self) -> int:
+        n = self._next
+        if self.path is not None and n > self._reserved:
+            self._reserve(n + self.BLOCK - 1)
+        self._next += 1
+        return n
+
+    def _reserve(self, upto: int) -> None:
+        assert self.path is not None
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, f"{upto}\n".encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, self.path)
+        except OSError as e:  # a full disk: ids go on in memory; a restart may reuse some
+            log.error("event ids not reserved on disk", extra={"file": str(self.path),
+                                                                "error": str(e)})
+        self._reserved = upto
+
+
 class EventFeed:
-    def __init__(self, store: TransactionStore | None = None, metrics: Any = None) -> None:
+    def __init__(self, store: TransactionStore | None = None, metrics: Any = None,
+                 ids: EventIds | None = None) -> None:
+        """`ids`: EventIds on a file in the data directory, so that ids survive a restart."""
         self.store = store
         self.metrics = metrics
         self._lock = threading.Lock()
-        self._ids = itertools.count(1)
+        self._ids = ids or EventIds()
         self._recent: collections.deque[tuple[int, str, dict[str, Any]]] = \
             collections.deque(maxlen=REPLAY)
         self._subs: list[Subscription] = []

@@ -25,7 +25,7 @@ from comptoir.tokens.refresh import TrustRefresher
 from comptoir.transactions import JournalBiller, TransactionStore
 
 from .auth import load_or_create_token
-from .feed import EventFeed
+from .feed import EventFeed, EventIds
 from .server import ApiServer
 
 log = logging.getLogger("comptoir.api")
@@ -106,7 +106,7 @@ def start_services(cfg: Config, daemon: Any, trust: TrustRefresher | None = None
                              open_ttl_s=cfg.transactions.open_ttl_s,
                              retention_s=cfg.transactions.retention_s, rights=rights)
     metrics = Metrics(lambda: {p: s.state for p, s in list(daemon.status.items())})
-    feed = EventFeed(store, metrics)
+    feed = EventFeed(store, metrics, EventIds(cfg.paths.data_dir / "event-ids"))
     for tx_id in store.recover_billed():  # a crash between the journal and this database
         log.warning("care sheet recovered from the billing journal at start",
                     extra={"transaction": tx_id})
