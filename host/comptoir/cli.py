@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -28,6 +29,25 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def private_dirs(data_dir: Path, keys_dir: Path) -> None:
+    """The data and keys directories exist, mode 0700, and the databases in the data directory
+    are 0600 (made 0755/0644 by an earlier start outside systemd: tightened if ours)."""
+    for d in (data_dir, keys_dir):
+        d.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _tighten(d, 0o700)
+    for pattern in ("*.db", "*.db-wal", "*.db-shm", "event-ids"):
+        for f in data_dir.glob(pattern):
+            _tighten(f, 0o600)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    st = path.stat()
+    if st.st_mode & 0o077 and st.st_uid == os.geteuid():
+        path.chmod(mode)
+        logging.getLogger("comptoir").warning("permissions tightened",
+                                              extra={"path": str(path), "mode": oct(mode)})
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     from comptoir import presentations
     from comptoir.api.auth import TokenFileError
@@ -45,8 +65,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         print(f"comptoir: config: {e}", file=sys.stderr)
         return 2
     b = cfg.boards
-    logs.setup(args.log_level or cfg.log.level,
-               path=args.log_file or (str(cfg.paths.log_file) if cfg.paths.log_file else None))
+    # Everything the daemon creates (databases, their WAL, keys, logs, state) is its own only,
+    # with or without systemd's UMask.
+    os.umask(0o077)
+    log_file = args.log_file or (str(cfg.paths.log_file) if cfg.paths.log_file else None)
+    try:
+        if log_file:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        logs.setup(args.log_level or cfg.log.level, path=log_file)
+        private_dirs(cfg.paths.data_dir, cfg.paths.keys_dir)
+    except OSError as e:
+        print(f"comptoir: cannot prepare {e.filename or 'a directory'}: "
+              f"{e.strerror or e}", file=sys.stderr)
+        return 2
     ports = args.port or list(b.ports)
     usb_ids = [parse_usb_id(u) for u in args.usb_id] or list(b.usb_ids)
     paired = None if (args.no_pairing or not b.require_pairing) else PairedBoards(
@@ -66,6 +97,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (StateInUse, StateCorrupt) as e:
         print(f"comptoir: {e}", file=sys.stderr)
         return 2
+    # Before anything answers: a SIGTERM as soon as the API is up still stops cleanly.
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     pres = presentations.attach(daemon, verifier, challenges)
     from comptoir import clock
     from comptoir.tokens.refresh import TrustRefresher
@@ -82,8 +116,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pres.stop()
         print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     daemon.start()
     try:
         stop.wait()

@@ -122,3 +122,55 @@ def test_run_refuses_a_rights_key_readable_by_others(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=30)
     assert run.returncode == 2, run.stderr
     assert "cannot start the services: KeyFileError" in run.stderr
+
+
+def test_run_outside_systemd_keeps_its_files_private(tmp_path: Path) -> None:
+    """Issue 15: without systemd's UMask the data directory ended 0755 and the databases 0644
+    (the directory was made by a parent mkdir before the 0700 request); a log file in a folder
+    that did not exist yet crashed `comptoir run` with a traceback."""
+    import os
+    import stat
+
+    trust = test_trust(tmp_path)
+    data = tmp_path / "var" / "lib" / "comptoir"
+    port = free_port()
+    cfg = write_config(tmp_path / "comptoir.toml", data_dir=data, keys_dir=data / "keys",
+                       token_file=data / "api-token", port=port)
+    text = cfg.read_text().replace("[paths]\n", f'[paths]\nlog_file = "{tmp_path}/log/sub/'
+                                   'comptoir.jsonl"\n')
+    cfg.write_text(text)
+    old = os.umask(0o022)  # an ordinary shell's
+    try:
+        run = subprocess.Popen([str(COMPTOIR), "run", "--config", str(cfg), "--trust-dir",
+                                str(trust)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    finally:
+        os.umask(old)
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and run.poll() is None:
+            try:
+                _get(f"http://127.0.0.1:{port}/v1/health")
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert run.poll() is None
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out = run.communicate(timeout=10)[0]
+    assert run.returncode == 0, out
+    assert "Traceback" not in out
+    assert (tmp_path / "log" / "sub" / "comptoir.jsonl").stat().st_size > 0
+    assert stat.S_IMODE(data.stat().st_mode) == 0o700
+    files = [p for p in data.rglob("*") if p.is_file()]
+    assert any(p.name == "transactions.db" for p in files)
+    wide = {str(p.relative_to(data)): oct(stat.S_IMODE(p.stat().st_mode)) for p in files
+            if p.stat().st_mode & 0o077}
+    assert not wide, wide
+    # A log file that cannot be made: one line, exit 2, no traceback.
+    cfg.write_text(text.replace(f"{tmp_path}/log/sub/comptoir.jsonl",
+                                "/proc/comptoir-cannot/comptoir.jsonl"))
+    bad = subprocess.run([str(COMPTOIR), "run", "--config", str(cfg), "--trust-dir",
+                          str(trust)], capture_output=True, text=True, timeout=20)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+    assert "/proc/comptoir-cannot" in bad.stderr
