@@ -28,6 +28,9 @@ def reply(hexdata: str) -> bytes:
     return encode_frame(0xD5, bytes.fromhex(hexdata))
 
 
+ATS_REPLY = reply("43 00 05 78 80 70 02")  # InCommunicateThru RATS -> the phone's ATS
+
+
 class Raw:
     def __init__(self, port: str) -> None:
         self.u = PtyUart(port)
@@ -422,3 +425,32 @@ def test_phone_taken_away_while_answering_is_status_01(sim: PN532Sim, host: Raw)
     sim.remove()  # the phone is working on the answer (30 ms)
     got = host.recv(10, timeout=0.3)
     assert got == reply("43 01")
+
+
+@pytest.mark.parametrize(
+    ("fault", "check"),
+    [
+        (Fault.NO_ACK, lambda got: got == b""),
+        (Fault.NACK, lambda got: got == bytes.fromhex("0000ffff0000")),
+        (Fault.NO_REPLY, lambda got: got == ACK),
+        (Fault.ERROR_FRAME, lambda got: got == ACK + ERROR_FRAME),
+        (Fault.BAD_DCS, lambda got: got[:6] == ACK and got[6:-2] == ATS_REPLY[:-2]
+         and got[-2] != ATS_REPLY[-2]),
+        (Fault.GARBAGE, lambda got: got.startswith(ACK) and got.endswith(ATS_REPLY)
+         and len(got) > 6 + len(ATS_REPLY)),
+    ],
+    ids=lambda v: v.value if isinstance(v, Fault) else "",
+)
+def test_frame_faults_apply_to_in_communicate_thru(sim: PN532Sim, host: Raw, fault: Fault,
+                                                   check) -> None:  # type: ignore[no-untyped-def]
+    listed(sim, host, Phone())
+    sim.inject(fault, command=0x42)
+    host.send(cmd("42 E0 80"))
+    got = host.quiet(0.08)
+    assert check(got), got.hex()
+    # Lost before the chip ran it (no ACK, NACK, no reply): the phone never saw the RATS
+    # and answers it now; otherwise it is in ISO-DEP and a RATS is not for it any more.
+    again = host.thru("E0 80")
+    ran = fault in (Fault.ERROR_FRAME, Fault.BAD_DCS, Fault.GARBAGE)
+    assert again == (b"\x01" if ran else bytes.fromhex("00 05 78 80 70 02"))
+
