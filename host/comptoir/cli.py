@@ -26,6 +26,8 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("comptoir.rights.cli", "offline rights cache: status, sync, purge, export-counts"),
     "billing": ("comptoir.billing.cli", "care sheets, lots, export, verify"),
     "board-check": ("comptoir_tools.boards", "check board definition files (`check` / `list`)"),
+    "conformance": ("comptoir_tools.conformance",
+                    "conformance vectors: `generate --out DIR`, `check DIR` (docs/conformance.md)"),
 }
 
 
