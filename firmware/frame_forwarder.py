@@ -21,7 +21,10 @@
 #   later one). Skipping can delay a read, never change one: the host decides
 #   everything from the frames it does get, so no skip can make it attribute a
 #   QR to the wrong person. A new phone means a hand moving through the picture
-#   first, which changes the frame and re-arms sending.
+#   first, which changes the frame and re-arms sending. A camera with nothing new
+#   to give for `rearm_ms` (the twin's camera once the phone is taken away) re-arms
+#   it too: without that, the next phone's QR, filmed at the same place, made a JPEG
+#   of about the same length and was withheld although the host never read it.
 # * at most `max_fps` captures per second, and frames are sent only when the
 #   link has a free window slot beyond `reserve` (kept for NFC and other
 #   frames), in chunks short enough (`chunk_ms` of line time) that a tap waits
@@ -54,7 +57,8 @@ STAT_NAMES = ("captured", "sent", "skipped_same", "skipped_still", "abandoned", 
 class FrameForwarder:
     def __init__(self, cam, max_payload, max_fps=5, chunk_ms=50, baud=921600, reserve=1,
                  decoder=None, first_id=0x8000, diff_level=32, diff_count=3,
-                 jpeg_tolerance=2, scan_bytes=16384, clock=ticks_ms, buf=None):
+                 jpeg_tolerance=2, scan_bytes=16384, clock=ticks_ms, buf=None,
+                 rearm_ms=600):
         self.cam = cam
         self.decoder = decoder
         self._buf = buf if buf is not None else bytearray(max_payload)
@@ -67,6 +71,7 @@ class FrameForwarder:
         self.diff_count = diff_count
         self.jpeg_tolerance = jpeg_tolerance
         self.scan_bytes = scan_bytes
+        self.rearm_ms = rearm_ms
         self._clock = clock
         self._sig = bytearray(_GRID)  # the frame in hand
         self._ref = bytearray(_GRID)  # the last frame sent
@@ -152,6 +157,8 @@ class FrameForwarder:
             return False
         n = self.cam.capture()
         if not n:
+            if self._settled and ticks_diff(now, self._last_capture) >= self.rearm_ms:
+                self._settled = False  # nothing new in view for a while: a new scene next
             return False
         self._last_capture = now
         self._captured_once = True

@@ -331,3 +331,25 @@ def test_on_board_decoder_sends_each_text_once():
     assert texts == [b"CV1:AAA", b"CV1:BBB", b"CV1:BBB"]
     assert not [t for t, _ in link.sent if t == F.OBJECT_CHUNK]
     assert fwd.stats[QR_TEXTS] == 3 and cam.releases == 8
+
+
+def test_a_camera_with_nothing_new_for_a_while_re_arms_sending():
+    # Issue 15 (`make run`): the next phone's QR at the same place, a JPEG of about the
+    # same length, was withheld as "still" although the host never read it.
+    cam = FakeCam(kind=F.OBJ_FRAME_JPEG)
+    clock = Clock()
+    link = FakeLink(tx_limit=256)
+    fwd = make(cam, max_payload=256, jpeg_tolerance=2, clock=clock)
+    cam.queue.append(bytes(1000))
+    pump(fwd, link)
+    fwd.on_verdict(fwd.last_sent_id)
+    clock.t += 200
+    pump(fwd, link)  # the phone is taken away: the camera has nothing new
+    cam.queue.append(bytes([1]) * 1005)  # at once: still the same scene
+    pump(fwd, link)
+    assert fwd.stats[SKIPPED_STILL] == 1 and fwd.stats[SENT] == 1
+    clock.t += 600
+    pump(fwd, link)  # nothing new for 0.6 s
+    cam.queue.append(bytes([2]) * 1005)  # another phone, same place, same length
+    pump(fwd, link)
+    assert fwd.stats[SENT] == 2
