@@ -63,6 +63,9 @@ class BoardLink(Link):
             was_up = self.state == UP
             self.state = REFUSED
             self.nonce = b""
+            # The next attempt (a new nonce) only after the refused board's pause, not at
+            # the HELLO repeat already scheduled.
+            self._next_hello = ticks_add(self._clock(), _REFUSED_RETRY_MS)
             self.on_down("refused by host (reason %d): %s" % (reason, text))
             if was_up:
                 self._reset_seq()
@@ -78,8 +81,16 @@ class BoardLink(Link):
             return
         if self.state == UP:
             return  # a repeat of the HELLO_ACK we already have
+        host_nonce = info.get(F.T_HOST_NONCE, b"")
+        if self._pair_key and len(host_nonce) != 8:
+            # A provisioned board only works for a host that asks for its pairing proof: a
+            # HELLO_ACK without HOST_NONCE (a host that does not know this board, or one
+            # stripped on the way) does not start a session. The board keeps saying HELLO.
+            self._count(C_MALFORMED, "HELLO_ACK without HOST_NONCE to a paired board")
+            self.nonce = b""  # the next HELLO is a new attempt: the host starts afresh
+            return
         self._start_session(info)
-        self.host_nonce = info.get(F.T_HOST_NONCE, b"")
+        self.host_nonce = host_nonce
         if self._pair_key and self.host_nonce:
             # The first sequenced frame of the session: the window is empty.
             self.send(F.PAIR_PROOF, pairing.proof(

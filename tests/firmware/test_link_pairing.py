@@ -45,3 +45,43 @@ def test_board_without_key_sends_no_proof():
     p.connect()
     p.run(50)
     assert p.host_got == []
+
+
+def test_keyed_board_refuses_a_hello_ack_without_host_nonce():
+    """docs/protocol.md §10 (issue 19): a provisioned board only comes up with a host that asks
+    for its proof; a HELLO_ACK without HOST_NONCE is counted and ignored (before: the session
+    came up with no proof ever sent)."""
+    p = Pair()
+    p.board._pair_key = b"k" * 32
+    p.run(300)  # the host has no random source: its HELLO_ACK carries no HOST_NONCE
+    assert p.board.state != 1 and p.host_got == []
+    assert p.board.counter("malformed_frames") >= 1
+    p.host._random = p._random
+    p.run(600)
+    assert p.board.state == 1 and p.host_got[0][0] == F.PAIR_PROOF
+
+
+def test_hello_ack_echoing_another_nonce_is_ignored():
+    """§5: a HELLO_ACK whose NONCE is not the current attempt's is counted as stale_session and
+    ignored; the board goes on repeating the same HELLO."""
+    p = Pair()
+
+    def wrong_nonce(chunk):
+        from test_link_session import _rewrite
+
+        def edit(body):
+            i = body.index(bytes((F.T_NONCE, 8)))
+            return body[: i + 2] + bytes(8) + body[i + 10:]
+
+        return _rewrite(chunk, edit) if chunk and _is(chunk, F.HELLO_ACK) else chunk
+
+    p.run(300, to_board_filter=wrong_nonce)
+    assert p.board.state != 1 and p.board.counter("stale_session") >= 1
+    p.run(300)
+    assert p.board.state == 1
+
+
+def _is(chunk, ftype):
+    from test_link_session import _frame_type
+
+    return _frame_type(chunk) == ftype

@@ -266,3 +266,42 @@ def _versions_2_3(body):
     for tag in items:
         o = F.tlv_put(tlv, o, tag, items[tag])
     return body[:5] + bytes(tlv[:o])
+
+
+def test_refused_board_waits_before_its_next_attempt():
+    """docs/protocol.md §5 (issue 19): after HELLO_REJECT the next HELLO, with a new nonce,
+    comes 5 s later, not at the repeat already scheduled (0.28 s; this failed before)."""
+    p = Pair()
+    p.host.accept_hello = lambda info: (F.REJECT_UNKNOWN_BOARD, "board not paired")
+    hellos = []
+
+    def spy(chunk):
+        if _frame_type(chunk) == F.HELLO:
+            hellos.append((p.clock.t, _bodies(chunk)[0][2]))
+        return chunk
+
+    p.run(20, to_host_filter=spy)
+    assert p.board.state == REFUSED and len(hellos) == 1
+    p.run(4900, to_host_filter=spy)
+    assert len(hellos) == 1, hellos
+    p.run(200, to_host_filter=spy)
+    assert len(hellos) == 2 and 5000 <= hellos[1][0] - hellos[0][0] <= 5010, hellos
+    assert hellos[1][1] != hellos[0][1]  # a new attempt: a new session byte
+    p.host.accept_hello = None  # the host was upgraded: the next attempt is accepted
+    p.run(5100)
+    assert p.board.state == UP
+
+
+def test_hello_repeat_interval_is_the_documented_formula():
+    """§5: repeats of one attempt every 100 ms + 2 x line time of 192 bytes + 150 ms (284 ms
+    at 115 200 baud), same nonce and session byte."""
+    p = Pair()
+    sent = []
+    p.board._write = lambda chunk: sent.append((p.clock.t, bytes(chunk)))
+    for _ in range(1000):
+        p.board.poll()
+        p.clock.t += 1
+    times = [t for t, c in sent if _frame_type(c) == F.HELLO]
+    assert [times[i + 1] - times[i] for i in range(len(times) - 1)] == [284, 284, 284], times
+    assert p.board.hello_interval_ms == 100 + 2 * ((192 * 10000 + 115199) // 115200) + 150
+    assert len({_bodies(c)[0] for t, c in sent}) == 1  # the same HELLO each time
