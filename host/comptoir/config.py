@@ -155,7 +155,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "transactions.retention_s": (0, 366 * 24 * 3600),
     "billing.lot_size": (1, 10_000),
     "billing.lot_max_age_s": (1, 31 * 24 * 3600),  # seconds are for tests and benches
-    "trust.check_every_s": (0.05, 24 * 3600),  # fractions of a second: tests
+    "trust.check_every_s": (0.01, 24 * 3600),  # fractions of a second: tests
     "trust.fetch_timeout_s": (0.1, 300),
 }
 

@@ -140,6 +140,7 @@ class TrustRefresher:
         self.last_fetch_error: str | None = None
         self.fetches: dict[str, int] = {}  # result -> count ("ok", "failed")
         self.loads: dict[str, int] = {}  # "trust"/"status" -> lists installed
+        self.rounds = 0  # rounds done (tests wait for one after moving the clock)
 
     def set_publisher(self, publish: Callable[[str, dict[str, Any]], None]) -> None:
         """Where alerts go besides the log (the event stream's EventFeed.publish)."""
@@ -163,6 +164,7 @@ class TrustRefresher:
             if self.url and now >= self._next_fetch:
                 self._fetch_round(now)
             self._alerts(int(self._clock()))
+            self.rounds += 1
 
     # --- the directory ---------------------------------------------------------------------
 
