@@ -174,3 +174,68 @@ def test_run_outside_systemd_keeps_its_files_private(tmp_path: Path) -> None:
                           str(trust)], capture_output=True, text=True, timeout=20)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
     assert "/proc/comptoir-cannot" in bad.stderr
+
+
+def test_run_keeps_its_trust_material_current_on_a_clock_the_test_moves(tmp_path: Path) -> None:
+    """`comptoir run` on COMPTOIR_CLOCK_FILE: the test makes a day and a half pass in a second.
+    The daemon fetches the simulated insurer's publication ([trust] url), /v1/health says how
+    old its lists are; with the publication silent the lists go into their grace (alert in the
+    log and /metrics); once it publishes again, they are current."""
+    import os
+
+    from comptoir_tools.pki import load_state
+    from comptoir_tools.publication import Publication
+
+    trust = test_trust(tmp_path)
+    offset = tmp_path / "clock-offset"
+    offset.write_text("0")
+    pub = Publication(load_state(trust),
+                      clock=lambda: time.time() + float(offset.read_text())).start()
+    pub.publish()
+    port = free_port()
+    cfg = write_config(tmp_path / "comptoir.toml", data_dir=tmp_path / "data",
+                       keys_dir=tmp_path / "keys", token_file=tmp_path / "api-token", port=port,
+                       extra=f'[trust]\nurl = "{pub.url}"\ncheck_every_s = 0.05\n')
+    env = {**os.environ, "COMPTOIR_CLOCK_FILE": str(offset)}
+    run = subprocess.Popen([str(COMPTOIR), "run", "--config", str(cfg), "--trust-dir",
+                            str(trust)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+
+    def health_until(state: str) -> dict:
+        deadline = time.monotonic() + 15
+        got: dict = {}
+        while time.monotonic() < deadline and run.poll() is None:
+            try:
+                got = _get(f"{base}/v1/health")
+                if got["trust"]["state"] == state:
+                    return got
+            except OSError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError((state, got, run.poll()))
+
+    try:
+        h = health_until("ok")
+        assert {x["kind"] for x in h["trust"]["lists"]} == {"trust", "status"}
+        assert h["trust"]["publication"]["last_success"] is not None
+        pub.outage = True
+        offset.write_text(str(1.5 * 86400))  # a day and a half, the publication silent
+        h = health_until("grace")
+        assert all(x["age_s"] >= 86400 for x in h["trust"]["lists"])
+        assert h["trust"]["publication"]["last_error"]
+        with urllib.request.urlopen(f"{base}/metrics", timeout=2) as r:
+            metrics = r.read().decode()
+        assert 'comptoir_trust_list_expired{kind="trust",list="trust_list"} 1' in metrics
+        pub.outage = False
+        pub.publish()
+        offset.write_text(str(1.5 * 86400 + 2 * 3600))  # the retry is due within the hour
+        h = health_until("ok")
+        assert all(x["age_s"] < 3 * 3600 for x in h["trust"]["lists"])
+    finally:
+        run.send_signal(signal.SIGTERM)
+        out = run.communicate(timeout=10)[0]
+        pub.stop()
+    assert run.returncode == 0, out
+    assert "trust material past its expiry" in out and "Traceback" not in out
+    assert "the daemon's clock is moved by a test" in out
