@@ -266,6 +266,14 @@ def test_general_status_reports_field_and_target(sim: PN532Sim, host: Raw) -> No
     assert host.call(cmd("04"), want) == want
 
 
+def test_general_status_reports_the_last_rf_error(sim: PN532Sim, host: Raw) -> None:
+    listed(sim, host, Phone())
+    sim.inject(Fault.RF_ERROR, code=0x13)
+    assert host.call(cmd("40 01 00 A4 04 00 00"), reply("41 13")) == reply("41 13")
+    want = reply("05 13 01 01 01 00 00 00 00")
+    assert host.call(cmd("04"), want) == want
+
+
 def test_in_select(sim: PN532Sim, host: Raw) -> None:
     assert host.call(cmd("54 01"), reply("55 27")) == reply("55 27")
     listed(sim, host, Phone())

@@ -626,6 +626,8 @@ class PN532Sim:
 
     def _reply(self, delay: float, cmd: int, data: bytes, token: int,
                fault: _Injected | None, after: Callable[[], None] | None = None) -> None:
+        if cmd in (0x40, 0x42) and data:  # GetGeneralStatus reports the last RF status
+            self._last_error = data[0] & 0x3F
         frame = encode_frame(0xD5, bytes([cmd + 1]) + data)
         self._reply_raw(delay, frame, token, fault, after)
 
