@@ -21,13 +21,20 @@ test: setup
 
 setup: sysdeps $(STAMP)
 
-# System libraries the Python packages load at run time (pyzbar needs libzbar0).
+# System libraries the Python packages load at run time (pyzbar needs libzbar0), and the
+# browser the counter screen's tests drive.
 sysdeps:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Comptoir needs Python 3.11 or newer")'
 	@if ! $(PYTHON) -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("zbar") else 1)'; then \
 		echo "Installing libzbar0 (QR decoding) with apt-get..."; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libzbar0; \
+	fi
+	@# The counter screen's browser tests drive Debian's headless Chromium (no browser download).
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+		echo "Installing chromium and chromium-driver (counter screen tests) with apt-get..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
 
 $(STAMP): pyproject.toml
