@@ -16,9 +16,13 @@ FIRMWARE_VERSION = "0.1.0"
 _RX_CHUNK = const(512)
 _WDT_MS = const(8000)
 _IDLE_WAIT_MS = const(10)
-# Link counters reported in STATUS, in the order docs/protocol.md gives.
+# Link counters reported in STATUS, in the order docs/protocol.md gives (names.STATUS_FIELDS).
 _STATUS_COUNTERS = ("crc_errors", "malformed_frames", "oversized_frames", "retransmits",
                     "duplicates", "link_lost", "sessions")
+# Appended after heap_after_gc and nfc_taps (issue 19): every counter of protocol.md §8.
+_STATUS_COUNTERS_2 = ("short_frames", "bad_version", "stale_session", "unknown_type",
+                      "bad_ack", "out_of_order", "no_session")
+_VERDICT_BACK = const(64)  # a VERDICT answers one of the last 64 objects of its id space
 _MAX_CONSECUTIVE_FAULTS = const(20)
 
 
@@ -79,6 +83,8 @@ class Reader:
         self.bench = None  # the link benchmark, loaded on the host's first request
         self._status_owed = False
         self._next_obj_id = 1
+        self._nfc_used = 0  # NFC object ids used since boot (up to _VERDICT_BACK)
+        self._cam_first = -1  # the first camera object id sent since boot
         self._verdict_until = None
         self._uarts = (self.uart,)
         self.min_free = board.free_heap()
@@ -117,11 +123,31 @@ class Reader:
             if not self.nfc.on_challenge(payload):
                 self._send_error(F.E_BAD_REQUEST, "CHALLENGE of %d bytes" % len(payload))
         elif ftype == F.VERDICT and len(payload) >= 5:
+            oid = F.u16(payload[0:2])
+            if not self._sent_recently(oid):
+                # Never shown: a verdict for an object this board did not send (or long
+                # ago) would tell the person at the counter about someone else.
+                self._send_error(F.E_BAD_REQUEST, "VERDICT for object %d not sent" % oid)
+                return
             if self.fwd:
-                self.fwd.on_verdict(F.u16(payload[0:2]))
+                self.fwd.on_verdict(oid)
             self._show_verdict(payload[2], payload[5:])
         else:
             self._send_error(F.E_BAD_REQUEST, "unhandled frame type 0x%02x" % ftype)
+
+    def _sent_recently(self, oid):
+        # docs/protocol.md §9: one of the last 64 objects this board sent in that id space.
+        if oid & 0x8000:
+            f = self.fwd
+            if f is None or self._cam_first < 0:
+                return False
+            last = f.object_id if f.object_id >= 0 else f.last_sent_id
+            back = (last - oid) & 0x7FFF
+            return back < _VERDICT_BACK and back <= ((last - self._cam_first) & 0x7FFF)
+        if oid == 0:
+            return False
+        back = (self._next_obj_id - oid) % 0x7FFF  # NFC ids cycle through 1..0x7FFF
+        return 1 <= back <= self._nfc_used
 
     # -------------------------------------------------------------- feedback
     def _show_verdict(self, verdict, text):
@@ -155,12 +181,17 @@ class Reader:
 
     def _status_payload(self):
         o = self._out
-        vals = [self.board.free_heap(), self.min_free,
+        free = self.board.free_heap()
+        if free < self.min_free:
+            self.min_free = free  # the minimum includes this very moment
+        vals = [free, self.min_free,
                 self.board.ticks_diff(self.board.ticks_ms(), self.started) & 0xFFFFFFFF]
         for name in _STATUS_COUNTERS:
             vals.append(self.link.counters[COUNTER_NAMES.index(name)] & 0xFFFFFFFF)
         vals.append(self.heap_after_gc)
         vals.append(self.nfc.reader.taps if self.nfc else 0)
+        for name in _STATUS_COUNTERS_2:
+            vals.append(self.link.counters[COUNTER_NAMES.index(name)] & 0xFFFFFFFF)
         i = 0
         for v in vals:
             o[i] = v & 0xFF
@@ -183,6 +214,8 @@ class Reader:
             if self.nfc.step(link, self._next_obj_id):
                 # NFC object ids stay below 0x8000; camera frames use the upper half.
                 self._next_obj_id = (self._next_obj_id + 1) & 0x7FFF or 1
+                if self._nfc_used < _VERDICT_BACK:
+                    self._nfc_used += 1
                 if self.fwd:
                     self.fwd.abandon()
             nfc_busy = self.nfc.busy
@@ -190,6 +223,8 @@ class Reader:
             return
         if self.fwd is not None:
             self.fwd.step(link)
+            if self._cam_first < 0 and self.fwd.last_sent_id >= 0:
+                self._cam_first = self.fwd.last_sent_id
         if self.bench is not None:
             self.bench.pump(link)
 

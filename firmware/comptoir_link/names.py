@@ -30,7 +30,8 @@ NAMES = {
 # STATUS payload: u32 LE values in this order.
 STATUS_FIELDS = ("free_heap", "min_free_heap", "uptime_ms", "crc_errors", "malformed_frames",
                  "oversized_frames", "retransmits", "duplicates", "link_lost", "sessions",
-                 "heap_after_gc", "nfc_taps")
+                 "heap_after_gc", "nfc_taps", "short_frames", "bad_version", "stale_session",
+                 "unknown_type", "bad_ack", "out_of_order", "no_session")
 
 CAP_NAMES = (
     (F.CAP_NFC, "nfc"),

@@ -1121,7 +1121,9 @@ def dump(doc: dict[str, Any]) -> str:
 
 def all_vectors() -> dict[str, dict[str, dict[str, Any]]]:
     """Every vector by directory: tokens/, link/."""
-    return {"tokens": token_vectors()}
+    from comptoir_tools import conformance_link
+
+    return {"tokens": token_vectors(), "link": conformance_link.link_vectors()}
 
 
 def write(out: Path) -> list[Path]:
@@ -1139,13 +1141,14 @@ def write(out: Path) -> list[Path]:
     return written
 
 
-RUNNERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {"tokens": run_token_vector}
-
-
 def check(directory: Path) -> dict[str, list[str]]:
     """Run every vector under `directory` against this implementation: name -> problems."""
+    from comptoir_tools import conformance_link
+
+    runners: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+        "tokens": run_token_vector, "link": conformance_link.run_link_vector}
     failures = {}
-    for sub, run in RUNNERS.items():
+    for sub, run in runners.items():
         for path in sorted((directory / sub).glob("*.json")):
             problems = run(json.loads(path.read_text(encoding="utf-8")))
             if problems:
