@@ -96,6 +96,18 @@ class TrustConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ScreenConfig:
+    """The counter screen (docs/screen.md): a web page on its own port, on api.host."""
+
+    enabled: bool = True
+    port: int = 8766
+    session_ttl_s: int = 12 * 3600  # a signed-in page must sign in again after this
+    link_ttl_s: int = 300  # a sign-in link printed by `comptoir screen` is good this long, once
+    finess: str = ""  # the pharmacy on the screen's care sheets; "": no dispensing from the page
+    pharmacist_rpps: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     boards: BoardsConfig = field(default_factory=BoardsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -105,6 +117,7 @@ class Config:
     transactions: TransactionsConfig = field(default_factory=TransactionsConfig)
     billing: BillingConfig = field(default_factory=BillingConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
+    screen: ScreenConfig = field(default_factory=ScreenConfig)
 
     # Where each store lives, derived from the paths section.
     @property
@@ -157,6 +170,9 @@ _RANGES: dict[str, tuple[float, float]] = {
     "billing.lot_max_age_s": (1, 31 * 24 * 3600),  # seconds are for tests and benches
     "trust.check_every_s": (0.01, 24 * 3600),  # fractions of a second: tests
     "trust.fetch_timeout_s": (0.1, 300),
+    "screen.port": (0, 65535),
+    "screen.session_ttl_s": (60, 7 * 24 * 3600),
+    "screen.link_ttl_s": (10, 3600),
 }
 
 

@@ -224,6 +224,10 @@ class TransactionView:
     # asked by this process).
     rights: tuple[PersonRights, ...] = ()
     rights_service: str | None = None
+    # The credential's paying fund (AMO) and complementary contract (AMC), while its personal
+    # data is kept (None once purged).
+    affiliation: Affiliation | None = None
+    amc: AmcContract | None = None
 
     @property
     def chosen_person(self) -> Person | None:
@@ -305,6 +309,23 @@ class JournalBiller:
         row = self._call(lambda j: j.db.execute(
             "SELECT lot FROM sheet WHERE transaction_id=?", (transaction_id,)).fetchone())
         return None if row is None or row[0] is None else int(row[0])
+
+    def lots(self) -> list[Lot]:
+        """Every closed lot, oldest first."""
+        lots: list[Lot] = self._call(lambda j: j.lots())
+        return lots
+
+    def open_sheets(self) -> dict[str, tuple[int, int | None]]:
+        """finess -> (care sheets not in a lot yet, when the oldest was recorded)."""
+        found: dict[str, tuple[int, int | None]] = self._call(lambda j: j.open_sheets())
+        return found
+
+    def exports(self) -> list[tuple[str, int, str, str, int]]:
+        """(finess, lot, kind, file name, exported_at) of every export file written."""
+        rows = self._call(lambda j: j.db.execute(
+            "SELECT finess, lot, kind, name, exported_at FROM export "
+            "ORDER BY exported_at").fetchall())
+        return [(str(f), int(n), str(k), str(name), int(at)) for f, n, k, name, at in rows]
 
     def close_due(self) -> list[Lot]:
         """Close every pharmacy's open lot older than the journal's lot_max_age."""
@@ -728,9 +749,11 @@ class TransactionStore:
             people: tuple[Person, ...] = ()
             rights: tuple[PersonRights, ...] = ()
             service = None
+            affiliation = amc = None
             if row["sealed"] is not None:
                 v = self._verified(tx_id, row)
                 people = people_of(v)
+                affiliation, amc = v.credential.affiliation, v.credential.amc
                 if self.rights is not None and row["state"] in (State.AWAITING_BENEFICIARY,
                                                                  State.READY):
                     # Each person's own rights, looked up by their own identity.
@@ -743,7 +766,7 @@ class TransactionStore:
         return TransactionView(
             tx_id, State(row["state"]), row["created_at"], row["updated_at"],
             row["presentation_id"], row["board_id"], row["port"], row["channel"], people,
-            row["chosen"], sheet, rights, service), recovered
+            row["chosen"], sheet, rights, service, affiliation, amc), recovered
 
     def ids(self) -> list[str]:
         with self._lock:
