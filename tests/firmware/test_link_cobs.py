@@ -75,3 +75,16 @@ def test_oversized_frame_is_skipped_and_next_one_decodes():
 def test_empty_frames_are_ignored():
     frames, errors = decode_all(b"\x00\x00\x00" + encode(b"x") + b"\x00\x00")
     assert frames == [b"x"] and not errors
+
+
+def test_a_final_254_byte_block_has_no_trailing_01_and_either_form_decodes():
+    """docs/protocol.md §2 (issue 19): the sender ends with the FF block; a receiver also
+    accepts the empty 01 block some encoders add after it."""
+    body = bytes(range(1, 255))  # 254 non-zero bytes
+    out = bytearray(max_encoded_len(len(body)))
+    k = encode_into(body, len(body), out)
+    assert bytes(out[:k]) == b"\xff" + body
+    for wire in (b"\x00\xff" + body + b"\x00", b"\x00\xff" + body + b"\x01\x00"):
+        d = Decoder(300)
+        got = [r for r in (d.feed_byte(b) for b in wire) if r >= 0]
+        assert got == [254] and bytes(d.buf[:254]) == body
