@@ -159,8 +159,9 @@ class ApiServer:
         self.httpd.api = self
         self.host = host
         self.port = self.httpd.server_address[1]
+        # A short poll: stop() (shutdown) returns within 0.1 s instead of 0.5 s.
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="api",
-                                        daemon=True)
+                                        kwargs={"poll_interval": 0.1}, daemon=True)
 
     @property
     def url(self) -> str:
