@@ -407,3 +407,27 @@ def test_trust_store_skew_is_the_verifier_default():
 
     assert inspect.signature(TrustStore).parameters["clock_skew"].default == 60
     assert inspect.signature(StatusLists).parameters["clock_skew"].default == 60
+
+
+def test_a_certificate_key_may_be_compressed(world):
+    """§3: both COSE_Key forms are accepted wherever a key appears (the test PKI writes
+    certificates uncompressed, credentials compressed)."""
+    import cbor2 as _cbor2
+
+    pki = world.pki
+    key = pki_tools.derive_key(1, "issuer:COMPRESSED")
+    kid = cose.key_id(key.public_key())
+    list_id = "urn:compressed"
+    payload = {claims.TYP: claims.TYP_CERTIFICATE, claims.NBF: pki.not_before,
+               claims.EXP: pki.not_after, -2: "COMPRESSED", -3: kid,
+               -4: cose.encode_key(key.public_key(), compressed=True),
+               -5: ROLE_ISSUE_CREDENTIALS | ROLE_SIGN_STATUS_LISTS, -6: list_id}
+    header = {cose.HDR_ALG: cose.ALG_ES256, cose.HDR_KID: cose.key_id(pki.anchor)}
+    cert = cose.sign(pki.anchor_key, header, _cbor2.dumps(payload))
+    world.trust.load(pki.trust_list(now=NOW, entries=[world.issuer.certificate, cert]), NOW)
+    assert world.trust.certificates(kid)[0].key.public_numbers() == key.public_key(
+    ).public_numbers()
+    wallet = world.custom_wallet(key=key, kid=kid, status_index=0)
+    world.status.load(pki_tools.status_list(key, kid, list_id=list_id, entries=b"\x00",
+                                            issued_at=NOW, expires_at=NOW + 600, ttl=60), NOW)
+    assert world.qr(wallet.present_qr(now=NOW)).ok
