@@ -156,6 +156,11 @@ def _parse(argv):
     i = 0
     while i < len(argv):
         a = argv[i]
+        if a in ("-h", "--help"):
+            print("usage: main.py --uart host=PTY|stdio|socket:PATH [--uart pn532=PTY]"
+                  " [--baud ROLE=N] [--board-file F] [--board-id HEX] [--pair-key HEX]"
+                  " [--state DIR] [--camera F] [--mpy DIR]  (docs/conformance.md)")
+            sys.exit(0)
         if not a.startswith("--") or i + 1 >= len(argv):
             raise ValueError("bad argument %r (expected --option value)" % a)
         key, val = a[2:], argv[i + 1]

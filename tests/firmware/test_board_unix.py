@@ -51,3 +51,9 @@ def test_options_parse_roles_and_reject_unknown():
     assert o["uart"] == {"host": "/dev/pts/3"} and o["baud"] == {"host": "921600"}
     raises(ValueError, unix._parse, ["--colour", "red"])
     raises(ValueError, unix._parse, ["--uart"])
+
+
+def test_help_prints_the_options_and_exits_0():
+    """`main.py --help` (issue 19): the usage, exit status 0 (it was a ValueError)."""
+    e = raises(SystemExit, unix._parse, ["--help"])
+    assert e.args[0] == 0
