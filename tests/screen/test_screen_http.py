@@ -1,0 +1,220 @@
+"""The counter screen's server over real sockets, in process, with transactions opened by really
+verified presentations: sign-in by a one-time link, the session cookie and the CSRF token, the
+Host rule, the security headers, session expiry on the daemon's clock, and the same care sheet
+as the API."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
+from api_fixtures import call
+from billing_fixtures import FINESS, PHARMACIST, PRESCRIBER
+from tokens_fixtures import NOW, World
+
+from comptoir import clock
+from comptoir.api import ApiServer, EventFeed, load_or_create_token
+from comptoir.events import BoardInfo, BoardStatus, BoardUp, PortLost
+from comptoir.nfc_service import Presentation
+from comptoir.screen import ScreenServer, Sessions, SignInLinks
+from comptoir.screen.catalogue import CATALOGUE
+from comptoir.screen.server import Pharmacy
+from comptoir.transactions import JournalBiller, TransactionStore
+
+PORT = "/dev/comptoir-A"
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.world = World(tmp / "world")
+        self.biller = JournalBiller(tmp / "billing.db")
+        self.store = TransactionStore(tmp / "tx.db", tmp / "tx.key", self.biller)
+        self.feed = EventFeed(self.store)
+        self.status = {PORT: BoardStatus(PORT, "up", BoardInfo("a1b2", "reader-A", "0.1.0",
+                                                               ("nfc",), 512))}
+        self.token = load_or_create_token(tmp / "api-token")
+        self.api = ApiServer(self.token, self.store, self.feed, port=0,
+                             boards=lambda: self.status).start()
+        self.screen = ScreenServer(
+            self.store, self.feed, links=SignInLinks(tmp / "links", ttl=60),
+            sessions=Sessions(ttl=3600), port=0, boards=lambda: self.status,
+            pharmacy=Pharmacy(FINESS, PHARMACIST, "Europe/Paris", tmp)).start()
+
+    def close(self) -> None:
+        self.screen.stop()
+        self.api.stop()
+        self.store.close()
+        self.biller.close()
+
+    def present(self, beneficiaries: int = 2, seed: int = 7) -> str:
+        wallet = self.world.wallet(self.world.family(seed, beneficiaries=beneficiaries))
+        result = self.world.qr(wallet.present_qr(now=NOW))
+        before = set(self.store.ids())
+        self.feed.on_event(Presentation(PORT, "a1b2", 0x8001, "qr", result, time.monotonic()))
+        (tx,) = set(self.store.ids()) - before
+        return tx
+
+    def request(self, method: str, path: str, body: Any = None, *,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.screen.port, timeout=5)
+        h = {"Host": f"127.0.0.1:{self.screen.port}", **(headers or {})}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        conn.request(method, path, body=data, headers=h)
+        r = conn.getresponse()
+        out = r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+        conn.close()
+        return out
+
+    def sign_in(self) -> tuple[str, str]:
+        """(cookie header, CSRF token) of a new session, through the one-time link."""
+        link = self.screen.sign_in_link()
+        status, headers, _ = self.request("GET", link.split(str(self.screen.port), 1)[1])
+        assert status == 303 and headers["location"] == "/"
+        cookie = headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Path=/" in cookie
+        sid = cookie.split(";", 1)[0]
+        status, _, page = self.request("GET", "/", headers={"Cookie": sid})
+        assert status == 200
+        csrf = page.decode().split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+        return sid, csrf
+
+
+@pytest.fixture
+def env(tmp_path):
+    e = Env(tmp_path)
+    yield e
+    e.close()
+
+
+def test_one_time_link_cookie_and_csrf(env: Env) -> None:
+    link = env.screen.sign_in_link()
+    assert env.token not in link
+    path = link.split(str(env.screen.port), 1)[1]
+    cookie, csrf = env.sign_in()
+    # Without a session: the page, its reads and its actions are refused.
+    for method, p in (("GET", "/"), ("GET", "/ecran/etat"), ("GET", "/ecran/flux"),
+                      ("GET", "/ecran/journee")):
+        assert env.request(method, p)[0] == 401, p
+    tx = env.present()
+    body = {"person": 1}
+    assert env.request("POST", f"/ecran/transactions/{tx}/beneficiaire", body,
+                       headers={"X-CSRF-Token": csrf})[0] == 401
+    # With the cookie but without (or with a wrong) CSRF token: refused, nothing chosen.
+    assert env.request("POST", f"/ecran/transactions/{tx}/beneficiaire", body,
+                       headers={"Cookie": cookie})[0] == 403
+    assert env.request("POST", f"/ecran/transactions/{tx}/beneficiaire", body,
+                       headers={"Cookie": cookie, "X-CSRF-Token": csrf[:-1] + "A"
+                                if csrf[-1] != "A" else csrf[:-1] + "B"})[0] == 403
+    assert env.store.get(tx).chosen is None
+    # The API token is no key to the screen, and the screen's cookie none to the API.
+    assert env.request("GET", "/ecran/etat",
+                       headers={"Authorization": f"Bearer {env.token}"})[0] == 401
+    assert call(env.api.url, "x" * 43, "GET", f"/v1/transactions/{tx}")[0] == 401
+    status, _, raw = env.request("POST", f"/ecran/transactions/{tx}/beneficiaire", body,
+                                 headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+    assert status == 200 and json.loads(raw)["chosen"] == 1
+    # A link works once.
+    assert env.request("GET", path)[0] == 303
+    assert env.request("GET", path)[0] == 403
+    assert env.request("GET", "/connexion?jeton=" + "A" * 43)[0] == 403
+
+
+def test_headers_host_and_static(env: Env) -> None:
+    cookie, _ = env.sign_in()
+    _, headers, page = env.request("GET", "/", headers={"Cookie": cookie})
+    csp = headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp
+    assert "unsafe-inline" not in csp and "frame-ancestors 'none'" in csp
+    assert b"<script>" not in page and b" on" + b"click=" not in page
+    assert headers["cache-control"] == "no-store" and headers["x-frame-options"] == "DENY"
+    assert env.request("GET", "/static/screen.js")[0] == 200
+    assert env.request("GET", "/static/../cli.py")[0] == 404
+    # DNS rebinding: a foreign Host is refused before anything else.
+    assert env.request("GET", "/", headers={"Cookie": cookie, "Host": "evil.test"})[0] == 403
+    assert env.request("DELETE", "/")[0] in (403, 405, 501)
+
+
+def test_session_expires_on_the_daemons_clock(env: Env) -> None:
+    with clock.use(clock.ManualClock(time.time())) as c:
+        cookie, _ = env.sign_in()
+        assert env.request("GET", "/ecran/etat", headers={"Cookie": cookie})[0] == 200
+        c.advance(3599)
+        assert env.request("GET", "/ecran/etat", headers={"Cookie": cookie})[0] == 200
+        c.advance(2)
+        assert env.request("GET", "/ecran/etat", headers={"Cookie": cookie})[0] == 401
+        # A link older than its lifetime does not sign in.
+        link = env.screen.sign_in_link().split(str(env.screen.port), 1)[1]
+        c.advance(61)
+        assert env.request("GET", link)[0] == 403
+
+
+def test_dispensation_gives_the_care_sheet_the_api_shows(env: Env) -> None:
+    cookie, csrf = env.sign_in()
+    h = {"Cookie": cookie, "X-CSRF-Token": csrf}
+    tx = env.present(beneficiaries=1, seed=11)
+    status, _, raw = env.request("GET", f"/ecran/transactions/{tx}", headers=h)
+    view = json.loads(raw)
+    assert status == 200 and view["amo"]["regime"] and len(view["people"]) == 2
+    assert all("*" in p["nir_masked"] for p in view["people"])
+    assert env.request("POST", f"/ecran/transactions/{tx}/beneficiaire", {"person": 1},
+                       headers=h)[0] == 200
+    bad = {"person": 1, "lines": [{"cip13": "3400930000000", "quantity": 1}],
+           "prescriber_rpps": PRESCRIBER}
+    status, _, raw = env.request("POST", f"/ecran/transactions/{tx}/dispensation", bad, headers=h)
+    assert status == 422 and json.loads(raw)["field"] == "lines[0].cip13"
+    good = {"person": 1, "prescriber_rpps": PRESCRIBER, "tiers_payant": {"amo": True},
+            "lines": [{"cip13": CATALOGUE[1].cip13, "quantity": 2},
+                      {"cip13": CATALOGUE[0].cip13, "quantity": 1}]}
+    status, _, raw = env.request("POST", f"/ecran/transactions/{tx}/dispensation", good,
+                                 headers=h)
+    sheet = json.loads(raw)["care_sheet"]
+    assert status == 201, raw
+    assert sheet["total"] == 2 * CATALOGUE[1].unit_price + CATALOGUE[0].unit_price
+    assert sheet["amo"] + sheet["amc"] + sheet["patient"] == sheet["total"]
+    status, api_view = call(env.api.url, env.token, "GET", f"/v1/transactions/{tx}")
+    assert api_view["care_sheet"] == sheet
+    # Twice: the store refuses, in French.
+    status, _, raw = env.request("POST", f"/ecran/transactions/{tx}/dispensation", good,
+                                 headers=h)
+    assert status == 409 and json.loads(raw)["error"] == "wrong_state"
+    status, _, raw = env.request("GET", "/ecran/journee", headers=h)
+    day = json.loads(raw)
+    assert day["transactions"]["dispensed"] == 1
+    assert day["open_lots"][0]["sheets"] == 1
+
+
+def test_counters_follow_the_feed(env: Env) -> None:
+    cookie, _ = env.sign_in()
+    env.feed.on_event(PortLost(PORT, "unplugged"))
+    env.status[PORT].state = "absent"
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        raw = env.request("GET", "/ecran/etat", headers={"Cookie": cookie})[2]
+        (counter,) = json.loads(raw)["counters"]
+        if counter["link"] == "absent":
+            break
+        time.sleep(0.02)
+    assert counter["link"] == "absent"
+    day = json.loads(env.request("GET", "/ecran/journee", headers={"Cookie": cookie})[2])
+    assert [a["code"] for a in day["alerts"]] == ["board_down"]
+    env.feed.on_event(BoardUp(PORT, BoardInfo("a1b2", "reader-A", "0.1.0", ("nfc",), 512)))
+    tx = env.present()
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        (counter,) = json.loads(env.request("GET", "/ecran/etat",
+                                            headers={"Cookie": cookie})[2])["counters"]
+        if counter["transaction"] == tx:
+            break
+        time.sleep(0.02)
+    assert counter["link"] == "up" and counter["transaction"] == tx
+    assert counter["presentation"]["verdict"] == "choose_beneficiary"
