@@ -25,6 +25,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "flash": ("comptoir_tools.flash", "flash a reader board: image, firmware, board, pairing key"),
     "cache": ("comptoir.rights.cli", "offline rights cache: status, sync, purge, export-counts"),
     "billing": ("comptoir.billing.cli", "care sheets, lots, export, verify"),
+    "screen": ("comptoir.screen.cli", "the counter screen: print a one-time sign-in link"),
     "board-check": ("comptoir_tools.boards", "check board definition files (`check` / `list`)"),
     "conformance": ("comptoir_tools.conformance",
                     "conformance vectors: `generate --out DIR`, `check DIR` (docs/conformance.md)"),
@@ -118,6 +119,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pres.stop()
         print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
+    from comptoir.screen.service import start_screen
+
+    screen = start_screen(cfg, services, daemon)  # sign in: `comptoir screen`
     daemon.start()
     try:
         stop.wait()
@@ -126,6 +130,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         daemon.stop()
         pres.stop()
+        if screen is not None:
+            screen.stop()
         services.stop()
     return 0
 

@@ -29,6 +29,7 @@ from comptoir.config import from_dict
 from comptoir.daemon import parse_status
 from comptoir.events import BoardDown, BoardUp, LinkError, Message, PortLost
 from comptoir.nfc_service import Presentation, TapFailed
+from comptoir.screen.service import start_screen
 from comptoir.tokens.model import Verified
 from comptoir.tokens.nir import mask_nir
 from comptoir_link import frames as F
@@ -48,6 +49,7 @@ class Terminal:
         self.presented = threading.Event()  # a verdict came back (the demo waits for it)
         self.api: tuple[Any, str, str] | None = None  # (store, base URL, token)
         self.dispensed: list[str] = []  # transaction ids with a care sheet
+        self.manual = False  # True: a person chooses and dispenses on the counter screen
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
         assert self.api is not None
@@ -149,7 +151,7 @@ class Terminal:
                     f"{b.given_names} (beneficiary {b.rank})" for b in r.credential.beneficiaries]
                 verdict = "ACCEPTED" if len(people) == 1 else "CHOOSE BENEFICIARY"
                 self.say(f"{name}: {how} → {verdict}: " + "; ".join(people))
-                if self.api is not None:
+                if self.api is not None and not self.manual:
                     # The dispensing software reads, picks and dispenses through the API.
                     threading.Thread(target=self._serve, args=(name, r), daemon=True).start()
             else:
@@ -286,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-demo", action="store_true", help="no scripted faults, just run")
     ap.add_argument("--firmware-output", action="store_true",
                     help="also print what the firmware prints")
+    ap.add_argument("--manual", action="store_true",
+                    help="no scripted pharmacist: choose and dispense on the counter screen")
     args = ap.parse_args(argv)
 
     def fw_line(i: int, line: str) -> None:
@@ -298,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     twin = Twin(args.boards, baud=args.baud, heartbeat_ms=args.heartbeat_ms,
                 on_firmware_line=fw_line, kinds=kinds, camera_baud=921600, rights_service=True)
     term = Terminal(twin)
+    term.manual = args.manual
     # The daemon's JSON-lines log goes to a file; the screen shows the story.
     log_path = twin.workdir / "comptoir.log"
     logs.setup(path=str(log_path))
@@ -310,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     print("Press Ctrl-C to stop." if not args.duration else f"Running for {args.duration:g} s.")
     stop = threading.Event()
     services = None
+    screen = None
     try:
         twin.start()
         term.names = {b.port: f"board{b.index}" for b in twin.boards}
@@ -321,9 +327,16 @@ def main(argv: list[str] | None = None) -> int:
                                    "keys_dir": str(twin.workdir / "keys")},
                          "api": {"port": 0, "token_file": str(twin.workdir / "api-token")},
                          "cache": {"service_url": twin.rights_service.url},
-                         "billing": {"lot_max_age_s": 120}},
+                         "billing": {"lot_max_age_s": 120},
+                         "screen": {"port": 0, "finess": FINESS,
+                                    "pharmacist_rpps": PHARMACIST}},
                         twin.workdir)
         services = start_services(cfg, twin.daemon)
+        screen = start_screen(cfg, services, twin.daemon)
+        if screen is not None:
+            print(f"Counter screen (French, keyboard first): {screen.sign_in_link()}\n"
+                  f"  (good once, for 5 minutes; prescriber RPPS for its form: {PRESCRIBER}"
+                  f"{'' if args.manual else '; --manual turns the scripted pharmacist off'})")
         if services.api is not None:
             base = f"http://127.0.0.1:{services.api.port}"
             term.api = (services.store, base,
@@ -347,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         stop.set()
         term.quiet = True
         twin.stop()
+        if screen is not None:
+            screen.stop()
         if services is not None:
             services.stop()
     return 0
