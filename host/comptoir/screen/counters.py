@@ -72,7 +72,7 @@ class Counters:
         if c is None:
             c = {"port": port, "link": "absent", "board_id": None, "board_name": None,
                  "presentation": None, "transaction": None, "tx_state": None,
-                 "link_reason": None}
+                 "link_reason": None, "tap_failed": None}
             self._state[port] = c
         return c
 
@@ -126,12 +126,15 @@ class Counters:
                 c = self._counter(port)
                 now = clock.now()
                 if kind == "tap_failed":
-                    c["presentation"] = {"verdict": "tap_failed", "reason": data.get("text"),
-                                         "channel": "nfc", "at": _iso(now)}
+                    # A read that broke off (the phone moved away): said on the counter, but
+                    # the last verdict and its transaction stay what they are.
+                    c["tap_failed"] = {"code": data.get("code"), "at": _iso(now),
+                                       "at_ms": int(now * 1000)}
                 else:
                     c["presentation"] = {"verdict": data.get("verdict"),
                                          "reason": data.get("reason"),
-                                         "channel": data.get("channel"), "at": _iso(now)}
+                                         "channel": data.get("channel"), "at": _iso(now),
+                                         "at_ms": int(now * 1000)}
                     tx = data.get("transaction")
                     c["transaction"], c["tx_state"] = tx, data.get("state")
                     if isinstance(tx, str):

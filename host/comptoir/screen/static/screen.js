@@ -84,11 +84,22 @@
       b.append(el("span", "name", counterName(port)));
       b.append(el("span", "link " + c.link, LINK[c.link] || c.link));
       const p = c.presentation;
-      b.append(el("span", "last", p ? (VERDICT[p.verdict] || p.verdict) + " · " + (p.channel === "qr" ? "QR" : "NFC") : "—"));
+      const failed = tapFailedLast(c);
+      b.append(el("span", "last", failed ? VERDICT.tap_failed
+        : p ? (VERDICT[p.verdict] || p.verdict) + " · " + (p.channel === "qr" ? "QR" : "NFC") : "—"));
       b.addEventListener("click", () => select(port, true));
       li.append(b);
       ul.append(li);
     }
+  }
+
+  // A read that broke off after the last verdict (the phone moved away too soon).
+  function tapFailedLast(c) {
+    return !!(c.tap_failed && (!c.presentation || c.tap_failed.at_ms > c.presentation.at_ms));
+  }
+
+  function open_(c) {
+    return c.transaction && (c.tx_state === "awaiting_beneficiary" || c.tx_state === "ready");
   }
 
   function upsert(c) {
@@ -117,6 +128,12 @@
       v.dataset.verdict = "link_" + c.link;
       return;
     }
+    if (tapFailedLast(c) && !open_(c)) {
+      v.className = "verdict tap_failed";
+      v.dataset.verdict = "tap_failed";
+      v.textContent = "Lecture interrompue — reposez le téléphone sur le lecteur";
+      return;
+    }
     if (!p) {
       v.className = "verdict idle";
       v.textContent = "En attente d'une carte Vitale (QR ou NFC)";
@@ -124,9 +141,8 @@
       return;
     }
     let text = VERDICT[p.verdict] || p.verdict;
-    if ((p.verdict === "refused" || p.verdict === "error" || p.verdict === "tap_failed") && p.reason)
-      text += " : " + (REASON[p.reason] || p.reason);
-    if (p.verdict === "tap_failed") text += " — reposez le téléphone";
+    if ((p.verdict === "refused" || p.verdict === "error") && p.reason)
+      text += " : " + (REASON[p.reason] || p.reason.replace(/_/g, " "));
     let cls = p.verdict;
     if (state.tx && c.transaction === state.tx.id && (state.tx.state === "dispensed" || state.tx.state === "cancelled")) {
       cls = state.tx.state;
@@ -150,11 +166,13 @@
     const changed = !state.tx || !tx || state.tx.id !== tx.id;
     const stateChanged = changed || state.tx.state !== (tx && tx.state);
     state.tx = tx;
-    if (changed) { state.pending = null; say(""); }
+    if (changed) say("");
+    if (changed || !tx || tx.state !== "awaiting_beneficiary") state.pending = null;
     renderVerdict();
     renderPeople();
     renderForm(changed, stateChanged);
     renderSheet();
+    if (tx && stateChanged && (tx.state === "dispensed" || tx.state === "cancelled")) window.scrollTo(0, 0);
   }
 
   function renderPeople() {
@@ -372,7 +390,7 @@
     const c = data.counter;
     const before = state.counters[c.port];
     upsert(c);
-    const fresh = c.presentation && (!before || !before.presentation || before.presentation.at !== c.presentation.at
+    const fresh = c.presentation && (!before || !before.presentation || before.presentation.at_ms !== c.presentation.at_ms
                                      || before.transaction !== c.transaction);
     const busy = state.tx && (state.tx.state === "awaiting_beneficiary" || state.tx.state === "ready")
                  && state.counters[state.selected] && state.counters[state.selected].transaction === state.tx.id;
@@ -401,7 +419,7 @@
     for (const c of r.data.counters) upsert(c);
     let latest = null;
     for (const c of r.data.counters) {
-      if (c.presentation && (!latest || c.presentation.at > latest.presentation.at)) latest = c;
+      if (c.presentation && (!latest || c.presentation.at_ms > latest.presentation.at_ms)) latest = c;
     }
     select(latest ? latest.port : (state.order[0] || null), true);
     loadDay();
