@@ -42,8 +42,9 @@ def _session(cfg=CFG):
 
 def _verdict(board, reader, session, seq, oid):
     payload = F.u16_bytes(oid) + bytes((F.V_ACCEPTED,)) + F.u16_bytes(0) + b"ACCEPTE"
+    ack = reader.link.tx_seq  # everything the board sent so far
     wrote, shown = linkboard.run_step(board, reader, {"host_sends": [
-        {"wire": linkboard.encode_frame(F.VERDICT, session, seq, 1, payload).hex()}]})
+        {"wire": linkboard.encode_frame(F.VERDICT, session, seq, ack, payload).hex()}]})
     return linkboard.decode_frames(wrote), shown
 
 
@@ -81,3 +82,48 @@ def test_status_min_free_heap_is_never_above_free_heap():
     vals = [int.from_bytes(status[5 + i: 9 + i], "little") for i in range(0, len(status) - 5, 4)]
     assert vals[0] == 42000 and vals[1] <= vals[0]
     assert len(vals) == 19
+
+
+class _Frames:
+    """Stands in for FrameForwarder: sends camera frames 0x8000, 0x8001, ... one per step."""
+
+    busy = False
+
+    def __init__(self):
+        self.object_id = -1
+        self.last_sent_id = -1
+        self.verdicts = []
+
+    def step(self, link, may_send=True):
+        i = 0x8000 if self.last_sent_id < 0 else self.last_sent_id + 1
+        if not link.can_send() or i >= 0x8000 + 70:
+            return False
+        link.send(F.OBJECT_CHUNK, bytes((2,)) + F.u16_bytes(i) + b"\x01\0\0\0\0\0\0\0x")
+        self.last_sent_id = i
+        return True
+
+    def on_verdict(self, oid):
+        self.verdicts.append(oid)
+
+    def abandon(self):
+        pass
+
+
+def test_camera_verdicts_only_for_frames_sent_recently():
+    board, reader, session = _session()
+    reader.fwd = _Frames()
+    seq = 0
+    for _ in range(70):  # 70 frames: 0x8000 .. 0x8045, each acknowledged
+        linkboard.run_step(board, reader, {})
+        linkboard.run_step(board, reader, {"host_sends": [
+            {"wire": linkboard.encode_frame(F.ACK, session, 0, reader.link.tx_seq).hex()}]})
+    last = reader.fwd.last_sent_id
+    assert last == 0x8045
+    for oid, shown_ok in ((last, True), (last - 63, True), (last - 64, False), (last + 1, False),
+                          (0x7FFF, False)):
+        out, shown = _verdict(board, reader, session, seq, oid)
+        seq += 1
+        assert (shown == ["ACCEPTE"]) is shown_ok, (hex(oid), out, shown)
+        if not shown_ok:
+            assert F.ERROR in [b[1] for b in out]
+    assert reader.fwd.verdicts == [last, last - 63]
