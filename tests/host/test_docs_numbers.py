@@ -96,3 +96,10 @@ def test_tokens_cddl_bounds_are_the_code_constants():
     codes = " / ".join(str(c) for c in sorted(claims.TIERS_PAYANT_CODES))
     assert f"4: {codes}," in text
     assert f'"{verify.QR_PREFIX}" || base45' in text
+
+
+def test_conformance_md_counts_the_vectors():
+    text = doc("conformance.md")
+    for sub in ("tokens", "link"):
+        (count,) = find(text, r"`conformance/" + sub + r"/\*\.json` \((\d+)\)")
+        assert int(count) == len(list((ROOT / "conformance" / sub).glob("*.json"))), sub
