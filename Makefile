@@ -9,7 +9,7 @@ STAMP   := $(VENV)/.installed
 # pytest-xdist workers: CI machines have 2 cores.
 JOBS    ?= 2
 
-.PHONY: run test setup sysdeps lint typecheck bench flash hil clean
+.PHONY: run test setup sysdeps lint typecheck bench flash hil clean screen-shots
 
 run: setup
 	$(BIN)/comptoir twin $(TWIN_ARGS)
@@ -52,6 +52,10 @@ typecheck: setup
 
 bench: setup
 	$(BIN)/comptoir bench --output BENCHMARKS.md
+
+# The counter screen's screenshots in docs/screen.md, re-made by its browser tests on the twin.
+screen-shots: setup
+	COMPTOIR_SCREENSHOTS=docs/screen $(BIN)/pytest -n 0 tests/screen/test_screen_browser.py
 
 # Integrators: make flash BOARD=esp32-cam-ai-thinker PORT=/dev/ttyUSB0 [IMAGE=micropython.bin]
 flash: setup

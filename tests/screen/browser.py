@@ -182,6 +182,8 @@ class Bench:
         ActionChains(self.driver).send_keys(*keys).perform()
 
     def shot(self, name: str) -> Path:
+        """A screenshot of the page as it is (checked first to hold no NIR-shaped text)."""
+        assert not NIR_RUN.search(self.dom_text()), "a full NIR on the page"
         SHOTS.mkdir(parents=True, exist_ok=True)
         path = SHOTS / f"{name}.png"
         self.driver.save_screenshot(str(path))

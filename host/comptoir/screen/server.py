@@ -166,6 +166,7 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "comptoir"
     sys_version = ""
     protocol_version = "HTTP/1.1"
+    _raw = b""
 
     def setup(self) -> None:
         self.timeout = IDLE_TIMEOUT_S
@@ -188,6 +189,9 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         try:
             self._check_host(screen)
+            # A POST's body is read first, whatever comes next: one left unread would be taken
+            # for the start of the next request on this keep-alive connection.
+            self._raw = self._read_body() if method == "POST" else b""
             for m, pattern, handler in _ROUTES:
                 match = pattern.match(url.path)
                 if match is None:
@@ -204,7 +208,6 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             raise _Refused(404, "not_found", "Page inconnue")
         except (_Refused, forms.FormError, TransactionError) as e:
-            self.close_connection = True  # a body may be left unread
             self._refusal(e)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
@@ -260,20 +263,29 @@ class _Handler(BaseHTTPRequestHandler):
         self._headers(status, "application/json; charset=utf-8", len(data))
         self.wfile.write(data)
 
-    def _body(self) -> Any:
+    def _read_body(self) -> bytes:
         if self.headers.get("Transfer-Encoding"):
             self.close_connection = True
             raise _Refused(411, "length_required", "Corps sans Content-Length")
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         text = (self.headers.get("Content-Length") or "0").strip()
-        if not text.isdigit() or int(text) > MAX_BODY:
+        if not text.isdigit() or len(self.headers.get_all("Content-Length") or []) > 1:
+            self.close_connection = True
+            raise _Refused(400, "bad_request", "Content-Length invalide")
+        if int(text) > MAX_BODY:
             self.close_connection = True
             raise _Refused(413, "too_large", "Requête trop grande")
         raw = self.rfile.read(int(text))
+        if len(raw) < int(text):
+            self.close_connection = True
+            raise _Refused(400, "bad_request", "Corps incomplet")
+        return bytes(raw)
+
+    def _body(self) -> Any:
+        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
         if ctype != "application/json":
             raise _Refused(415, "unsupported_media_type", "JSON attendu")
         try:
-            return parse_json(raw)
+            return parse_json(self._raw)
         except ApiError as e:
             raise _Refused(422, "invalid_json", e.detail) from None
 

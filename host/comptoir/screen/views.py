@@ -18,6 +18,7 @@ from comptoir.transactions import JournalBiller, TransactionView
 
 from .catalogue import CATALOGUE
 
+LINK_STATES = {"down": "hors ligne", "absent": "débranché", "refused": "refusé (appairage)"}
 DISK_LOW_BYTES = 512 * 1024 * 1024  # below this, or 5 % of the disk, the day shows an alert
 DISK_LOW_FRACTION = 0.05
 
@@ -67,10 +68,11 @@ def day(*, biller: JournalBiller, counts: Mapping[str, int],
     open_lots = [{"finess": f, "sheets": n, "since_iso": _iso(since)}
                  for f, (n, since) in sorted(biller.open_sheets().items()) if n]
     alerts = []
-    for port, st in sorted(boards.items()):
-        if st.state != "up":
+    for i, (port, st) in enumerate(sorted(boards.items())):
+        if st.state != "up":  # the page names counters the same way: by port order
             alerts.append({"code": "board_down", "port": port,
-                           "text": f"Lecteur {Path(port).name} hors ligne ({st.state})"})
+                           "text": f"Comptoir {i + 1} : lecteur "
+                                   f"{LINK_STATES.get(st.state, st.state)}"})
     if rights_reachable() is False:
         alerts.append({"code": "rights_service", "text": "Service de droits (ADRi) injoignable :"
                        " droits lus dans le cache hors ligne"})

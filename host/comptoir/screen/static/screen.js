@@ -85,7 +85,9 @@
       b.append(el("span", "link " + c.link, LINK[c.link] || c.link));
       const p = c.presentation;
       const failed = tapFailedLast(c);
+      const done = c.transaction && (c.tx_state === "dispensed" || c.tx_state === "cancelled");
       b.append(el("span", "last", failed ? VERDICT.tap_failed
+        : done ? (c.tx_state === "dispensed" ? "Dispensée" : "Annulée")
         : p ? (VERDICT[p.verdict] || p.verdict) + " · " + (p.channel === "qr" ? "QR" : "NFC") : "—"));
       b.addEventListener("click", () => select(port, true));
       li.append(b);
@@ -156,7 +158,7 @@
   // --- the transaction -------------------------------------------------------------------
   async function loadTx(id) {
     const r = await call("GET", "/ecran/transactions/" + id);
-    if (r.status !== 200) { say(r.data.message || "Transaction illisible"); return; }
+    if (r.status !== 200) { say(r.data.message || "Transaction illisible (" + r.status + ")"); return; }
     const c = state.counters[state.selected];
     if (!c || c.transaction !== id) return;  // the counter moved on meanwhile
     showTx(r.data);
