@@ -43,6 +43,7 @@ from comptoir.tokens.replay import VerifierState
 from comptoir.tokens.status import StatusLists
 from comptoir.tokens.trust import (
     ROLE_SIGN_STATUS_LISTS,
+    ROLE_SIGN_TRUST_LISTS,
     TrustStore,
 )
 from comptoir.tokens.verify import Policy, Verifier, decode_qr, encode_qr
@@ -820,7 +821,9 @@ def _(w: World) -> None:
 
 @case("refuse-trust-list-invalid", "Trust lists that are not loaded (the previous one stays): "
       "signed by a signer the anchor never certified; by an issuer key (no trust-list role); "
-      "a header kid that is not the signer certificate's; issued 61 s in the future.")
+      "a header kid that is not the signer certificate's; issued 61 s in the future; signed by "
+      "a list signer whose certificate expired 61 s ago; five certificates under one kid; an "
+      "entry that is not a certificate.")
 def _(w: World) -> None:
     w.load()
     wallet = w.wallet()
@@ -836,6 +839,17 @@ def _(w: World) -> None:
               cose.HDR_SIGNER_CERT: w.pki.list_signer_certificate}
     w.case.load_trust_list(cose.sign(w.pki.list_signer_key, header, payload), expect=bad)
     w.case.load_trust_list(w.pki.trust_list(now=NOW + 61, sequence=102), expect=bad)
+    expired = pki_tools.certificate(
+        w.pki.anchor_key, subject="expired list signer",
+        public_key=w.pki.list_signer_key.public_key(), roles=ROLE_SIGN_TRUST_LISTS,
+        not_before=NOW - 1000, not_after=NOW - 61)
+    w.case.load_trust_list(pki_tools.trust_list(
+        w.pki.list_signer_key, expired, [w.issuer.certificate], sequence=103, issued_at=NOW - 100,
+        expires_at=NOW + 100, grace=0), expect=bad)
+    shared = [w.pki.new_issuer(f"SHARED {i}", kid=b"SAMEKID!").certificate for i in range(5)]
+    w.case.load_trust_list(w.pki.trust_list(now=NOW, entries=shared, sequence=104), expect=bad)
+    w.case.load_trust_list(w.pki.trust_list(now=NOW, entries=[w.issuer.certificate, b"\x01"],
+                                            sequence=105), expect=bad)
     ok(w, wallet.present_qr(now=NOW))
 
 
