@@ -60,6 +60,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from comptoir.discovery import parse_usb_id
     from comptoir.pairing import PairedBoards
     from comptoir.rights import RightsError
+    from comptoir.screen.service import start_screen
     from comptoir.tokens.replay import StateCorrupt, StateInUse
 
     try:
@@ -119,8 +120,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
         pres.stop()
         print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
-    from comptoir.screen.service import start_screen
-
     screen = start_screen(cfg, services, daemon)  # sign in: `comptoir screen`
     daemon.start()
     try:

@@ -167,10 +167,7 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     protocol_version = "HTTP/1.1"
     _raw = b""
-
-    def setup(self) -> None:
-        self.timeout = IDLE_TIMEOUT_S
-        super().setup()
+    timeout = IDLE_TIMEOUT_S  # a silent keep-alive connection, or a stalled body, is closed
 
     def log_message(self, format: str, *args: Any) -> None:
         # No query strings (the sign-in secret), no personal data.
