@@ -61,6 +61,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from comptoir.pairing import PairedBoards
     from comptoir.rights import RightsError
     from comptoir.screen.service import start_screen
+    from comptoir.storage import StorageError
     from comptoir.tokens.replay import StateCorrupt, StateInUse
 
     try:
@@ -116,7 +117,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                                    url=cfg.trust.url, check_every=cfg.trust.check_every_s,
                                    timeout=cfg.trust.fetch_timeout_s)
         services = start_services(cfg, daemon, trust=refresher)
-    except (RightsError, TokenFileError, ValueError, OSError) as e:
+    except (RightsError, StorageError, TokenFileError, ValueError, OSError) as e:
         pres.stop()
         print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 import queue
 import secrets
 import sqlite3
@@ -31,9 +30,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import cbor2
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from comptoir.billing import (
     BillingError,
@@ -50,7 +46,15 @@ from comptoir.billing import (
     persons,
 )
 from comptoir.clock import now as clock_now
-from comptoir.rights.crypto import load_or_create_key
+from comptoir.storage import (
+    Schema,
+    Sealer,
+    checkpoint,
+    load_or_create_key,
+    migrate,
+    open_sqlite,
+    write_failed,
+)
 from comptoir.tokens import cose
 from comptoir.tokens.model import (
     Affiliation,
@@ -72,9 +76,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("comptoir.transactions")
 
 ID_BYTES = 16  # 128 random bits: not guessable, not enumerable
-NONCE_BYTES = 12
 _AAD = b"comptoir-transaction-v1:"
-SCHEMA = """
+# Step 1 was released without a version number (files at version 0 may already have it, hence
+# IF NOT EXISTS); step 2 adds the rights basis, which such files may have got at open.
+SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS tx (
     id TEXT PRIMARY KEY,
     state TEXT NOT NULL,
@@ -96,6 +101,20 @@ CREATE INDEX IF NOT EXISTS tx_state ON tx (state, updated_at);
 # an older file gets the columns at open). No personal data: a status, a reason, a source, a time.
 RIGHTS_COLUMNS = (("rights_status", "TEXT"), ("rights_reason", "TEXT"),
                   ("rights_source", "TEXT"), ("rights_as_of", "INTEGER"))
+
+
+def _add_rights_columns(db: Any) -> None:
+    have = {r[1] for r in db.execute("PRAGMA table_info(tx)")}
+    for name, kind in RIGHTS_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE tx ADD COLUMN {name} {kind}")
+
+
+SCHEMA = Schema((SCHEMA_1, _add_rights_columns))
+
+
+class SchemaTooNew(RuntimeError):
+    """The transactions database was migrated by a newer Comptoir."""
 
 
 class State(StrEnum):
@@ -166,11 +185,6 @@ class NoRoom(TransactionError):
     request was kept, or (dispense) the care sheet was and the same request finishes it."""
 
     code, status = "storage_full", 507
-
-
-def _no_room(e: sqlite3.Error) -> bool:
-    code = getattr(e, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 # --- what readers get ------------------------------------------------------------------------
@@ -340,21 +354,6 @@ class JournalBiller:
 # --- sealing ---------------------------------------------------------------------------------
 
 
-class _Sealer:
-    def __init__(self, master: bytes) -> None:
-        # Own derived key: a transaction blob never opens with the rights cache's key.
-        key = HKDF(hashes.SHA256(), 32, salt=None,
-                   info=b"comptoir transactions aes-256-gcm").derive(master)
-        self._aead = AESGCM(key)
-
-    def seal(self, tx_id: str, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._aead.encrypt(nonce, plaintext, _AAD + tx_id.encode())
-
-    def open(self, tx_id: str, blob: bytes) -> bytes:
-        return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], _AAD + tx_id.encode())
-
-
 def _period(p: Period) -> list[int]:
     return [p.start.toordinal(), p.end.toordinal()]
 
@@ -439,7 +438,8 @@ class TransactionStore:
         rights: RightsDesk | None = None,
     ) -> None:
         master = key if isinstance(key, bytes) else load_or_create_key(key)
-        self._sealer = _Sealer(master)
+        # Own derived key: a transaction blob never opens with the rights cache's key.
+        self._sealer = Sealer(master, b"comptoir transactions aes-256-gcm")
         self.biller = biller
         self.rights = rights
         self.open_ttl_s = open_ttl_s
@@ -450,18 +450,16 @@ class TransactionStore:
         self._wal_pending = False  # a purge's erasure of the WAL could not complete yet
         # Told of a transaction finished from the journal (the event stream: EventFeed).
         self.on_recovered: Callable[[TransactionView], None] | None = None
-        self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
-                                  timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        # Purged personal data is overwritten with zeros in the database's pages (freed
-        # overflow pages included), not just unlinked from the b-tree.
-        self.db.execute("PRAGMA secure_delete=ON")
-        self.db.executescript(SCHEMA)
-        have = {r[1] for r in self.db.execute("PRAGMA table_info(tx)")}
-        for name, kind in RIGHTS_COLUMNS:
-            if name not in have:
-                self.db.execute(f"ALTER TABLE tx ADD COLUMN {name} {kind}")
+        # secure_delete: purged personal data is overwritten with zeros in the database's
+        # pages (freed overflow pages included), not just unlinked from the b-tree.
+        self.db = open_sqlite(path, check_same_thread=False)
+        try:
+            migrate(self.db, SCHEMA, too_new=lambda found, ours: SchemaTooNew(
+                f"transactions database {path} has schema {found}, newer than this "
+                f"program's {ours}"))
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         with self._lock:
@@ -483,7 +481,7 @@ class TransactionStore:
         single = len(people) == 1
         now = self.clock()
         state = State.READY if single else State.AWAITING_BENEFICIARY
-        sealed = self._sealer.seal(tx_id, _encode_verified(v))
+        sealed = self._sealer.seal(_AAD + tx_id.encode(), _encode_verified(v))
         if self.rights is not None:
             # Before the row is visible: whoever sees the transaction sees its rights state.
             self.rights.opened(tx_id, v)
@@ -498,7 +496,7 @@ class TransactionStore:
             except sqlite3.Error as e:
                 if self.rights is not None:
                     self.rights.forget(tx_id)
-                if _no_room(e):
+                if write_failed(e):
                     raise NoRoom(f"transactions database: no transaction opened ({e}): free "
                                  "space, then present the card again") from e
                 raise
@@ -543,7 +541,7 @@ class TransactionStore:
                     "UPDATE tx SET state=?, chosen=?, updated_at=? WHERE id=? AND state=?",
                     (State.READY, person, self.clock(), tx_id, State.AWAITING_BENEFICIARY))
             except sqlite3.Error as e:
-                if _no_room(e):  # nothing was chosen: the same request can be sent again
+                if write_failed(e):  # nothing was chosen: the same request can be sent again
                     raise NoRoom(f"the transactions database could not record the choice ({e})"
                                  ": free space, then choose again") from e
                 raise
@@ -566,7 +564,7 @@ class TransactionStore:
                 self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
                                 (State.CANCELLED, self.clock(), tx_id))
             except sqlite3.Error as e:
-                if _no_room(e):
+                if write_failed(e):
                     raise NoRoom(f"transactions database: not cancelled ({e})") from e
                 raise
             self._live.pop(tx_id, None)
@@ -626,7 +624,7 @@ class TransactionStore:
                 # The journal (the truth for billing) has the sheet, this database cannot say
                 # so yet: the transaction stays ready, and the same request, sent again,
                 # gets the same sheet back from the journal (a retry) and finishes it.
-                if _no_room(e):
+                if write_failed(e):
                     raise NoRoom(f"care sheet {sheet.finess}/{sheet.invoice_no} recorded, but "
                                  f"the transactions database could not mark it dispensed ({e})"
                                  ": free space, then send the same dispensation again") from e
@@ -715,9 +713,8 @@ class TransactionStore:
         """The WAL still holds the pages as they were before the purge (the sealed data, which
         the key opens): copy the new pages into the database and truncate the WAL to nothing,
         so that no file (a live backup included) keeps a purged person."""
-        busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        self._wal_pending = bool(busy)
-        if busy:
+        self._wal_pending = not checkpoint(self.db)
+        if self._wal_pending:
             log.warning("purged data still in the WAL: a reader held it; erased at the next "
                         "purge")
 
@@ -793,7 +790,7 @@ class TransactionStore:
         if row["sealed"] is None:
             raise Unavailable("the transaction's personal data was purged (retention)")
         try:
-            v = _decode_verified(self._sealer.open(tx_id, row["sealed"]))
+            v = _decode_verified(self._sealer.open(_AAD + tx_id.encode(), row["sealed"]))
         except (InvalidTag, ValueError) as e:
             raise Unavailable(f"the transaction's data does not open ({type(e).__name__})") \
                 from None

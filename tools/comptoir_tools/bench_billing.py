@@ -32,7 +32,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 
 from comptoir.billing import Exporter, Journal
-from comptoir.billing.crypto import SheetCipher, join_texts, load_key
+from comptoir.billing.crypto import SheetCipher, join_texts, load_or_create_key
 from comptoir.billing.journal import input_digest, person_key
 from comptoir.billing.pricing import build_care_sheet
 from comptoir.billing.render import sheet_texts
@@ -70,7 +70,7 @@ def _fill(journal: Journal, synth: Synth, start: int, stop: int) -> float:
 
 def _bulk_worker(conn: Connection, part: int, parts: int, synth_args: dict[str, int],
                  key: bytes | str) -> None:
-    cipher = SheetCipher(key if isinstance(key, bytes) else load_key(key, create=False))
+    cipher = SheetCipher(key if isinstance(key, bytes) else load_or_create_key(key, create=False))
     synth = Synth(synth_args["seed"], pharmacies=synth_args["pharmacies"],
                   families=synth_args["families"])
     npharm, nfam = len(synth.pharmacies), len(synth.presentations)

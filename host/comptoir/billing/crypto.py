@@ -8,30 +8,25 @@
   digest (a retry told from a different bill): without the key file neither can be brute-forced
   over the NIR space, which an unkeyed hash of NIR|birth date|rank could be.
 
-The key file is read (and created on the daemon's first run) by the helper the rights cache and
-the transactions store use, `comptoir.rights.crypto.load_or_create_key`.
+The key file is read (and created on the daemon's first run) by the helper every store uses,
+`comptoir.storage.load_or_create_key`; the sealing itself is `comptoir.storage.Sealer`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from comptoir.rights.crypto import KEY_BYTES, NONCE_BYTES, load_or_create_key
-from comptoir.rights.errors import KeyFileError
+from comptoir.storage import KeyFileError, Sealer, derive_key, load_or_create_key
 
 from .model import PatientRef
 
-__all__ = ["InvalidTag", "KeyFileError", "SheetCipher", "default_key_path", "load_key"]
+__all__ = ["InvalidTag", "KeyFileError", "SheetCipher", "default_key_path",
+           "load_or_create_key"]
 
-TAG_BYTES = 16
 _AAD = b"comptoir-billing-sheet/1|"
 
 
@@ -40,14 +35,6 @@ def default_key_path(db: str | Path) -> Path:
     the journal, which is the daemon's layout by default (paths.data_dir/billing.db and
     paths.keys_dir = data_dir/keys)."""
     return Path(db).parent / "keys" / "billing.key"
-
-
-def load_key(path: str | Path, *, create: bool = True) -> bytes:
-    return load_or_create_key(path, create=create)
-
-
-def _derive(master: bytes, label: bytes) -> bytes:
-    return HKDF(hashes.SHA256(), KEY_BYTES, salt=None, info=label).derive(master)
 
 
 def aad_prefix(finess: str) -> bytes:
@@ -61,11 +48,9 @@ def row_aad(finess: str, invoice_no: int, transaction_id: str) -> bytes:
 
 class SheetCipher:
     def __init__(self, master: bytes) -> None:
-        if len(master) != KEY_BYTES:
-            raise KeyFileError("billing key must be 32 bytes")
         # Own derived keys: a billing blob never opens with the rights or transactions keys.
-        self._aead = AESGCM(_derive(master, b"comptoir billing aes-256-gcm"))
-        self._mac = _derive(master, b"comptoir billing hmac")
+        self.sealer = Sealer(master, b"comptoir billing aes-256-gcm")
+        self._mac = derive_key(master, b"comptoir billing hmac")
 
     def person_key(self, ref: PatientRef) -> str:
         """Groups one patient's sheets (franchise cap per person and year): 128 bits."""
@@ -80,17 +65,12 @@ class SheetCipher:
         return hmac.new(self._mac, b"key-check", hashlib.sha256).digest()[:16]
 
     def seal(self, finess: str, invoice_no: int, transaction_id: str, plaintext: bytes) -> bytes:
-        nonce = os.urandom(NONCE_BYTES)
-        return nonce + self._aead.encrypt(
-            nonce, plaintext, row_aad(finess, invoice_no, transaction_id))
+        return self.sealer.seal(row_aad(finess, invoice_no, transaction_id), plaintext)
 
     def open(self, finess: str, invoice_no: int, transaction_id: str, blob: bytes) -> bytes:
         """Raises InvalidTag when the blob was altered, moved from another row, or sealed with
         another key."""
-        if len(blob) < NONCE_BYTES + TAG_BYTES:
-            raise InvalidTag()
-        return self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:],
-                                  row_aad(finess, invoice_no, transaction_id))
+        return self.sealer.open(row_aad(finess, invoice_no, transaction_id), blob)
 
 
 def join_texts(body: str | bytes, b2: str | bytes) -> bytes:
@@ -101,8 +81,3 @@ def join_texts(body: str | bytes, b2: str | bytes) -> bytes:
     if isinstance(b2, str):
         b2 = b2.encode()
     return body + b"\n" + b2
-
-
-def split_texts(plain: bytes) -> tuple[bytes, bytes]:
-    body, _, b2 = plain.partition(b"\n")
-    return body, b2

@@ -28,16 +28,17 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-from . import crashpoints
-from .crypto import (
-    InvalidTag,
-    KeyFileError,
-    SheetCipher,
-    aad_prefix,
-    default_key_path,
-    join_texts,
-    load_key,
+from comptoir.storage import (
+    Schema,
+    load_or_create_key,
+    migrate,
+    open_sqlite,
+    run_step,
+    write_failed,
 )
+
+from . import crashpoints
+from .crypto import InvalidTag, KeyFileError, SheetCipher, aad_prefix, default_key_path, join_texts
 from .errors import IntegrityError, JournalError, StorageFull
 from .model import CareSheet, Dispensation, Lot, PatientRef
 from .pricing import build_care_sheet, mask
@@ -165,16 +166,12 @@ class Journal:
             self.cipher = SheetCipher(key)
         else:
             self.key_path = Path(key) if key is not None else default_key_path(self.path)
-            self.cipher = SheetCipher(load_key(self.key_path, create=create_key))
-        # Autocommit mode: transactions are opened explicitly, IMMEDIATE, so two processes
-        # never both read-then-write the same counters.
-        self.db = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.cipher = SheetCipher(load_or_create_key(self.key_path, create=create_key))
+        # Transactions are opened explicitly, IMMEDIATE, so two processes never both
+        # read-then-write the same counters; secure_delete: the migration's dropped clear texts
+        # and rewritten rows leave nothing behind.
+        self.db = open_sqlite(self.path)
         try:
-            self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=FULL")
-            # Deleted or rewritten content is zeroed, not left in free pages (the migration
-            # drops clear texts; a rewritten row leaves nothing of its old version behind).
-            self.db.execute("PRAGMA secure_delete=ON")
             self._open_schema()
         except BaseException:
             self.db.close()
@@ -185,47 +182,50 @@ class Journal:
 
     def _open_schema(self) -> None:
         db = self.db
-        migrated = False
+        found = self._migrate()
         with self.write():
-            (version,) = db.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
-                raise JournalError(f"billing journal {self.path} has schema {version}, newer "
-                                   f"than this program's {SCHEMA_VERSION}")
-            if version == 1:
-                self._migrate_v1()
-                migrated = True
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
             check = self.cipher.key_check()
             row = db.execute("SELECT value FROM meta WHERE name='key_check'").fetchone()
             if row is None:
-                if not migrated and db.execute("SELECT 1 FROM sheet LIMIT 1").fetchone():
+                if db.execute("SELECT 1 FROM sheet LIMIT 1").fetchone():
                     raise JournalError(f"billing journal {self.path}: sealed sheets but no "
                                        "key check; run verify")
                 db.execute("INSERT INTO meta VALUES ('key_check', ?)", (check,))
             elif bytes(row[0]) != check:
                 raise KeyFileError(f"{self._key_name()} is not the key of the billing journal "
                                    f"{self.path} (its sheets were sealed with another key)")
-            db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        if migrated:
+        if found == 1:
             # The clear texts are zeroed in the file (secure_delete) once checkpointed; the
             # write-ahead log that held them is emptied.
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             log.warning("billing journal sealed (schema 1 -> 2)",
                         extra={"sheets": self.count_sheets()})
 
-    def _migrate_v1(self) -> None:
-        """Schema 1 -> 2, inside the opening transaction: every sheet's texts sealed, person
-        keys and franchise totals re-keyed with the HMAC, input digests kept as 'v1:' (a
-        retry of a transaction recorded before is still recognised). Lots are untouched: the
-        chain covers the plaintext, which does not change."""
-        db = self.db
+    def _migrate(self) -> int:
+        """Schema 1: texts and person key in clear (released before these steps were kept, so
+        a new journal is made at the latest schema at once); 2: sealed, migrated on open."""
+        def too_new(found: int, ours: int) -> JournalError:
+            return JournalError(f"billing journal {self.path} has schema {found}, newer "
+                                f"than this program's {ours}")
+        try:
+            schema = Schema((SCHEMA, self._migrate_v1), fresh=SCHEMA)
+            assert schema.version == SCHEMA_VERSION
+            return migrate(self.db, schema, too_new=too_new)
+        except sqlite3.Error as e:
+            if write_failed(e):
+                raise StorageFull(f"billing journal {self.path}: schema not migrated: {e} "
+                                  "(disk full or write failed): free space, then retry") from e
+            raise
+
+    def _migrate_v1(self, db: sqlite3.Connection) -> None:
+        """Schema 1 -> 2, in one transaction: every sheet's texts sealed, person keys and
+        franchise totals re-keyed with the HMAC, input digests kept as 'v1:' (a retry of a
+        transaction recorded before is still recognised), and the key check stored with the
+        sealed rows. Lots are untouched: the chain covers the plaintext, which does not
+        change."""
         db.execute("DROP INDEX IF EXISTS sheet_lot")
         db.execute("ALTER TABLE sheet RENAME TO sheet_v1")
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                db.execute(statement)
+        run_step(db, SCHEMA)
         keys: dict[str, str] = {}
         rows = db.execute(
             "SELECT seq, transaction_id, input_digest, finess, invoice_no, recorded_at, "
@@ -258,6 +258,8 @@ class Journal:
         if lost:  # unreachable (no sheet of theirs) and keyed by the clear hash: dropped
             log.warning("migration: franchise totals without a sheet dropped",
                         extra={"count": len(lost)})
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('key_check', ?)",
+                   (self.cipher.key_check(),))
 
     def close(self) -> None:
         self.db.close()
@@ -282,7 +284,7 @@ class Journal:
             # COMMIT must not leave the transaction open for the next BEGIN.
             if self.db.in_transaction:
                 self.db.execute("ROLLBACK")
-            if isinstance(e, sqlite3.Error) and _storage_failure(e):
+            if write_failed(e):
                 raise StorageFull(
                     f"billing journal {self.path}: {what} not recorded: {e} (disk full or "
                     "write failed); nothing of it was kept: free space, then retry") from e
@@ -478,13 +480,12 @@ class Journal:
         bad: list[int] | None = None,
     ) -> list[tuple[bytes, bytes, bytes]]:
         # The export's inner loop: one AES-GCM open per sheet (~3 us), nothing else.
-        decrypt = self.cipher._aead.decrypt
+        open_blob = self.cipher.sealer.open
         prefix = aad_prefix(finess)  # row_aad, inlined
         out = []
         for invoice, tx_id, blob, csv in rows:
             try:
-                plain = decrypt(blob[:12], blob[12:], b"%s%d|%s" % (prefix, invoice,
-                                                                  tx_id.encode()))
+                plain = open_blob(b"%s%d|%s" % (prefix, invoice, tx_id.encode()), blob)
             except (InvalidTag, TypeError, ValueError, AttributeError):
                 if bad is None:
                     raise IntegrityError(f"{where}: invoice {invoice}: {SEAL_PROBLEM}; "
@@ -520,12 +521,6 @@ class Journal:
 
     def count_sheets(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM sheet").fetchone()[0])
-
-
-def _storage_failure(e: sqlite3.Error) -> bool:
-    """SQLITE_FULL (no room, or a file size limit) or SQLITE_IOERR_* (the write failed)."""
-    code = getattr(e, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in (sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR)
 
 
 def _lot_row(lot: Lot) -> tuple[object, ...]:

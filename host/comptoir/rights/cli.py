@@ -24,7 +24,7 @@ from comptoir.tokens.reasons import TokenError
 
 from .cache import RightsCache
 from .client import RightsClient
-from .errors import RightsError
+from .errors import KeyFileError, RightsError
 from .model import BeneficiaryId
 
 DEFAULT_DIR = Path(os.environ.get("COMPTOIR_DATA_DIR", "~/.local/share/comptoir")).expanduser()
@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
         return int(args.func(args))
-    except RightsError as exc:
+    except (RightsError, KeyFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 4
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from comptoir.storage import KeyFileError
+
+__all__ = [
+    "CacheCorrupt", "CacheFull", "KeyFileError", "RightsError", "SchemaTooNew",
+    "ServiceError", "ServiceUnavailable", "WrongKey",
+]
+
 
 class RightsError(Exception):
     pass
-
-
-class KeyFileError(RightsError):
-    """The key file is missing, the wrong size, or readable by others."""
 
 
 class CacheCorrupt(RightsError):

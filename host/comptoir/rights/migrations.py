@@ -1,6 +1,5 @@
-"""Versioned schema of the rights cache (PRAGMA user_version). Each step runs once, in order,
-inside the same transaction as the version bump, so a crash leaves the old or the new schema.
-Never edit a released step: add one.
+"""The rights cache's schema steps (run by `comptoir.storage.migrate`: numbered, each once,
+with its version bump in one transaction). Never edit a released step: add one.
 
 Nothing here is plaintext personal data: lookup keys are keyed hashes; rows are AES-GCM.
 `obtained_at` is in clear so that status, counts and sync need not decrypt every row.
@@ -9,6 +8,9 @@ Nothing here is plaintext personal data: lookup keys are keyed hashes; rows are 
 from __future__ import annotations
 
 import sqlite3
+
+from comptoir.storage import Schema
+from comptoir.storage import migrate as run_migrations
 
 from .errors import SchemaTooNew
 
@@ -34,23 +36,14 @@ STEPS: tuple[str, ...] = (
     CREATE TABLE rosters (family BLOB PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
     """,
 )
-VERSION = len(STEPS)
+SCHEMA = Schema(STEPS)
+VERSION = SCHEMA.version
+
+
+def _too_new(found: int, ours: int) -> SchemaTooNew:
+    return SchemaTooNew(f"schema version {found} is newer than this Comptoir ({ours})")
 
 
 def migrate(db: sqlite3.Connection, *, target: int = VERSION) -> int:
     """Bring the schema to `target`; returns the version found. `db` is in autocommit mode."""
-    found = db.execute("PRAGMA user_version").fetchone()[0]
-    if found > VERSION:
-        raise SchemaTooNew(f"schema version {found} is newer than this Comptoir ({VERSION})")
-    for version in range(found + 1, target + 1):
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for statement in STEPS[version - 1].split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {version}")
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-    return found
+    return run_migrations(db, SCHEMA, too_new=_too_new, target=target)

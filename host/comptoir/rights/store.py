@@ -23,13 +23,14 @@ from typing import Any
 import cbor2
 from cryptography.exceptions import InvalidTag
 
+from comptoir.storage import open_sqlite, write_failed
+
 from . import codec, migrations
 from .crypto import RowCipher
 from .errors import CacheCorrupt, CacheFull, RightsError, WrongKey
 from .model import BeneficiaryId, RightsRecord, Source, Sourced, merge
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_SQLITE_FULL = 13
 _SAMPLE_ROWS = 16
 
 # States of a presented means (phone credential), from the status list or the opposition list.
@@ -66,10 +67,6 @@ def check_file(path: Path) -> None:
         raise CacheCorrupt("database file length is not a whole number of pages")
 
 
-def _is_full(exc: sqlite3.Error) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) == _SQLITE_FULL or "full" in str(exc)
-
-
 class RightsStore:
     def __init__(
         self,
@@ -88,38 +85,34 @@ class RightsStore:
         if existed:
             check_file(self.path)
         try:
-            self._db = sqlite3.connect(
-                str(self.path), isolation_level=None, check_same_thread=False, timeout=5.0
-            )
+            self._db = open_sqlite(self.path, synchronous="FULL" if durable else "NORMAL",
+                                   timeout=5.0, check_same_thread=False)
         except sqlite3.DatabaseError as exc:
+            if write_failed(exc):
+                raise CacheFull("disk full while opening the rights cache") from None
             raise CacheCorrupt(f"cannot open database: {exc}") from None
         try:
-            self._configure(integrity, max_pages, durable)
+            self._configure(integrity, max_pages)
             self.schema_found = migrations.migrate(self._db)
             self._check_key()
             if verify_rows != "none":
                 self.verify(sample=verify_rows == "sample")
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            if _is_full(exc):
+            if write_failed(exc):
                 raise CacheFull("disk full while opening the rights cache") from None
             raise CacheCorrupt(f"database unusable: {exc}") from None
         except RightsError:
             self._db.close()
             raise
 
-    def _configure(self, integrity: str, max_pages: int | None, durable: bool) -> None:
+    def _configure(self, integrity: str, max_pages: int | None) -> None:
         db = self._db
         if integrity != "none":
             pragma = "integrity_check" if integrity == "full" else "quick_check"
             rows = [r[0] for r in db.execute(f"PRAGMA {pragma}(20)")]
             if rows != ["ok"]:
                 raise CacheCorrupt(f"{pragma} failed ({len(rows)} problems)")
-        if db.execute("PRAGMA journal_mode=WAL").fetchone()[0].lower() != "wal":
-            raise RightsError("the rights cache needs WAL mode")
-        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        # Freed pages are zeroed, so a purged person's ciphertext does not linger in free pages.
-        db.execute("PRAGMA secure_delete=ON")
         db.execute("PRAGMA foreign_keys=ON")
         if max_pages is not None:
             db.execute(f"PRAGMA max_page_count={int(max_pages)}")
@@ -157,7 +150,7 @@ class RightsStore:
                         db.execute("ROLLBACK")
                     raise
             except sqlite3.OperationalError as exc:
-                if _is_full(exc):
+                if write_failed(exc):
                     raise CacheFull("rights cache: disk full, update not stored") from None
                 raise
             return result

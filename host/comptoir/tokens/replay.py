@@ -50,6 +50,7 @@ import zlib
 from pathlib import Path
 
 from comptoir.clock import now as clock_now
+from comptoir.storage import load_or_create_key
 
 from .reasons import Reason
 
@@ -77,16 +78,9 @@ class StateCorrupt(RuntimeError):
 
 
 def load_pepper(path: str | Path) -> bytes:
-    """Read the installation's pepper, creating it (32 random bytes, mode 0600) if missing."""
-    path = Path(path)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        pepper = os.urandom(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pepper)
-        return pepper
+    """Read the installation's pepper, creating it (32 random bytes, mode 0600) if missing:
+    a key file like the stores' keys, read with the same checks."""
+    return load_or_create_key(path)
 
 
 def replay_key(credential_id: bytes, presentation_id: bytes) -> bytes:
