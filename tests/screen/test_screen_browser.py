@@ -82,6 +82,7 @@ def test_tap_keyboard_choice_dispensation_and_a_second_page(bench: Bench) -> Non
     bench.wait(lambda d: _attr("#verdict", "data-verdict")(d) == "choose_beneficiary",
                what="the tap on the page")
     shown = time.monotonic() - at
+    print(f"tap verdict to page: {shown * 1000:.0f} ms")
     assert shown < VERDICT_S, f"the tap took {shown:.3f} s to reach the page"
     assert bench.text("#verdict") == "Choisir le bénéficiaire"
     bench.wait(lambda d: len(d.find_elements("css selector", "#people li")) == 3)

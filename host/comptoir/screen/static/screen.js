@@ -100,10 +100,6 @@
     return !!(c.tap_failed && (!c.presentation || c.tap_failed.at_ms > c.presentation.at_ms));
   }
 
-  function open_(c) {
-    return c.transaction && (c.tx_state === "awaiting_beneficiary" || c.tx_state === "ready");
-  }
-
   function upsert(c) {
     if (!(c.port in state.counters)) {
       state.order.push(c.port);
@@ -130,7 +126,7 @@
       v.dataset.verdict = "link_" + c.link;
       return;
     }
-    if (tapFailedLast(c) && !open_(c)) {
+    if (tapFailedLast(c) && !c.transaction) {
       v.className = "verdict tap_failed";
       v.dataset.verdict = "tap_failed";
       v.textContent = "Lecture interrompue — reposez le téléphone sur le lecteur";
@@ -403,6 +399,9 @@
       if (c.transaction && (fresh || data.transaction === c.transaction)) loadTx(c.transaction);
       else if (!c.transaction && fresh) showTx(null);
     }
+    if (c.port === state.selected && c.transaction && tapFailedLast(c)
+        && (!before || !before.tap_failed || before.tap_failed.at_ms !== c.tap_failed.at_ms))
+      say("Lecture interrompue sur " + counterName(c.port) + " : si un patient attend, qu'il repose son téléphone", true);
     if (data.action === "dispensed" || (before && before.link !== c.link)) loadDay();
   }
 
