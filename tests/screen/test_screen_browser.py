@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from browser import NIR_RUN, PRESCRIBER, Bench, browser_available
 
+from comptoir import clock
 from comptoir.screen.catalogue import CATALOGUE
 from comptoir.tokens.model import Verified
 from comptoir_tools.identities import Family
@@ -206,3 +207,14 @@ def test_refused_expired_rights_cancel_and_a_board_unplugged(bench: Bench) -> No
     bench.wait(lambda d: _attr("#counters .link", "class")(d) == "link up", timeout=20,
                what="the reader back")
     assert "En ligne" in bench.text("#counters")
+
+    # The session ends on the daemon's clock: 12 h later the next event closes the page's
+    # stream and the page says so; its requests are refused.
+    with clock.use(clock.OffsetClock()) as c:
+        c.advance(12 * 3600 + 1)
+        bench.board.wire.unplug()
+        bench.wait(_attr("body", "data-session"), what="the page told its session is over")
+        assert "Session expirée" in bench.text("#connection")
+        assert d.execute_async_script(
+            "const done = arguments[0]; fetch('/ecran/etat').then(r => done(r.status));") == 401
+    bench.board.wire.replug()
