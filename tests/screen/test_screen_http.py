@@ -123,6 +123,11 @@ def test_one_time_link_cookie_and_csrf(env: Env) -> None:
     status, _, raw = env.request("POST", f"/ecran/transactions/{tx}/beneficiaire", body,
                                  headers={"Cookie": cookie, "X-CSRF-Token": csrf})
     assert status == 200 and json.loads(raw)["chosen"] == 1
+    # Signing out ends the session at once (and clears the cookie).
+    status, headers, _ = env.request("POST", "/ecran/deconnexion", {},
+                                     headers={"Cookie": cookie, "X-CSRF-Token": csrf})
+    assert status == 200 and "Max-Age=0" in headers["set-cookie"]
+    assert env.request("GET", "/ecran/etat", headers={"Cookie": cookie})[0] == 401
     # A link works once.
     assert env.request("GET", path)[0] == 303
     assert env.request("GET", path)[0] == 403

@@ -83,6 +83,14 @@ def test_a_wrong_field_is_named(field: str, value: Any) -> None:
         assert e.field.startswith(field)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=60))
+def test_no_text_signs_in_but_an_issued_link(tmp_path_factory: Any, text: str) -> None:
+    links = SignInLinks(tmp_path_factory.mktemp("links"), ttl=300)
+    issued = links.issue()
+    assert not links.redeem(text) or text == issued
+
+
 @given(st.text(max_size=60))
 def test_secrets_have_one_shape(text: str) -> None:
     assert is_secret(text) == (len(text) == 43 and all(
