@@ -12,6 +12,7 @@ import logging
 import queue
 import re
 import socket
+import sys
 import threading
 import urllib.parse
 import zoneinfo
@@ -75,6 +76,13 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
     screen: ScreenServer
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A page closed or reloaded mid-request (its event stream, a keep-alive connection):
+        # nothing to report. Anything else goes to the log, not to standard error.
+        if isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            return
+        log.exception("counter screen: connection failed")
 
 
 class ScreenServer:

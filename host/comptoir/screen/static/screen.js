@@ -142,9 +142,14 @@
     if ((p.verdict === "refused" || p.verdict === "error") && p.reason)
       text += " : " + (REASON[p.reason] || p.reason.replace(/_/g, " "));
     let cls = p.verdict;
-    if (state.tx && c.transaction === state.tx.id && (state.tx.state === "dispensed" || state.tx.state === "cancelled")) {
-      cls = state.tx.state;
-      text = state.tx.state === "dispensed" ? "Dispensée — feuille de soins faite" : "Transaction annulée";
+    const tx = state.tx && c.transaction === state.tx.id ? state.tx : null;
+    if (tx && (tx.state === "dispensed" || tx.state === "cancelled")) {
+      cls = tx.state;
+      text = tx.state === "dispensed" ? "Dispensée — feuille de soins faite" : "Transaction annulée";
+    } else if (tx && tx.state === "ready" && tx.chosen !== null && tx.people[tx.chosen]) {
+      const who = tx.people[tx.chosen];
+      cls = "ready";
+      text = "Dispensation pour " + who.given_names + " " + who.family_name;
     }
     v.className = "verdict " + cls;
     v.dataset.verdict = cls;
@@ -402,7 +407,7 @@
     if (c.port === state.selected && c.transaction && tapFailedLast(c)
         && (!before || !before.tap_failed || before.tap_failed.at_ms !== c.tap_failed.at_ms))
       say("Lecture interrompue sur " + counterName(c.port) + " : si un patient attend, qu'il repose son téléphone", true);
-    if (data.action === "dispensed" || (before && before.link !== c.link)) loadDay();
+    if (fresh || data.action || (before && before.link !== c.link)) loadDay();
   }
 
   async function start() {
