@@ -107,8 +107,8 @@ def test_tap_keyboard_choice_dispensation_and_a_second_page(bench: Bench) -> Non
     status, view = bench.api("GET", f"/v1/transactions/{tx}")
     assert status == 200 and view["state"] == "ready" and view["chosen"] == 2
     chosen = view["people"][2]
-    assert bench.text("#verdict") == (f"Dispensation pour {chosen['given_names']} "
-                                      f"{chosen['family_name']}")
+    assert bench.text("#verdict") == (f"Dispensation pour {chosen['family_name']} "
+                                      f"{chosen['given_names']}")
     # The other page follows: same person chosen.
     d.switch_to.window(page_b)
     bench.wait(lambda d: "chosen" in (_attr('#people li[data-person="2"]', "class")(d) or ""),

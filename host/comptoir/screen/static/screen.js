@@ -88,6 +88,7 @@
       const done = c.transaction && (c.tx_state === "dispensed" || c.tx_state === "cancelled");
       b.append(el("span", "last", failed ? VERDICT.tap_failed
         : done ? (c.tx_state === "dispensed" ? "Dispensée" : "Annulée")
+        : c.transaction && c.tx_state === "ready" ? "Prête à dispenser"
         : p ? (VERDICT[p.verdict] || p.verdict) + " · " + (p.channel === "qr" ? "QR" : "NFC") : "—"));
       b.addEventListener("click", () => select(port, true));
       li.append(b);
@@ -149,7 +150,7 @@
     } else if (tx && tx.state === "ready" && tx.chosen !== null && tx.people[tx.chosen]) {
       const who = tx.people[tx.chosen];
       cls = "ready";
-      text = "Dispensation pour " + who.given_names + " " + who.family_name;
+      text = "Dispensation pour " + who.family_name + " " + who.given_names;
     }
     v.className = "verdict " + cls;
     v.dataset.verdict = cls;
