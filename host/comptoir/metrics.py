@@ -68,7 +68,7 @@ class Metrics:
         self.board_events: dict[Labels, int] = {}
         self.latency: dict[Labels, Histogram] = {}
         self.transactions: dict[Labels, int] = {}
-        # The background rights sync (comptoir.patient_rights.RightsSync), when it runs.
+        # The background rights sync (comptoir.rights.sync_task.RightsSync), when it runs.
         self.sync_rounds: dict[Labels, int] = {}
         self.sync_last_ok: dict[Labels, float] = {}  # unix time of the last good round
         self.families_refreshed = 0

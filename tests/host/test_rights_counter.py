@@ -28,7 +28,6 @@ from tokens_fixtures import NOW, TODAY, World
 from comptoir.api import ApiServer, EventFeed, load_or_create_token
 from comptoir.metrics import Metrics
 from comptoir.nfc_service import Presentation
-from comptoir.patient_rights import RightsDesk, who_of
 from comptoir.rights import (
     CircuitBreaker,
     ClientPolicy,
@@ -37,6 +36,7 @@ from comptoir.rights import (
     StalenessPolicy,
 )
 from comptoir.transactions import JournalBiller, TransactionStore
+from comptoir.transactions.rights_desk import RightsDesk, who_of
 from comptoir_tools.identities import Family
 from comptoir_tools.rights_service import RightsService
 

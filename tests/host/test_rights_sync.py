@@ -11,8 +11,8 @@ from pathlib import Path
 from rights_fixtures import DAY, HOUR, NOW, client, fam, open_cache
 
 from comptoir.metrics import Metrics
-from comptoir.patient_rights import RightsSync
 from comptoir.rights import RightsCache, Source, Status, insured_id
+from comptoir.rights.sync_task import RightsSync
 from comptoir_tools.identities import Family
 from comptoir_tools.rights_service import RightsService
 

@@ -7,8 +7,7 @@ import datetime as dt
 from typing import Any
 
 from comptoir.billing import LineInput, TiersPayant
-from comptoir.patient_rights import PersonRights
-from comptoir.transactions import DispenseRequest, TransactionView
+from comptoir.transactions import DispenseRequest, PersonRights, TransactionView
 
 MAX_BODY = 64 * 1024
 

@@ -22,6 +22,7 @@ from comptoir.transactions import TransactionError, TransactionStore
 
 from . import bodies
 from .auth import authorized
+from .errors import status_of
 from .feed import EventFeed, Subscription
 
 log = logging.getLogger("comptoir.api")
@@ -311,7 +312,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(e.status, {"error": e.code, "detail": e.detail, **e.extra})
         except TransactionError as e:
             extra = {"fields": list(e.fields)} if getattr(e, "fields", ()) else {}
-            self._json(e.status, {"error": e.code, "detail": str(e), **extra})
+            self._json(status_of(e), {"error": e.code, "detail": str(e), **extra})
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True  # the client left, or stopped reading
         except Exception:

@@ -13,7 +13,6 @@ from typing import Any
 
 from comptoir.config import Config
 from comptoir.metrics import Metrics
-from comptoir.patient_rights import RightsDesk, RightsSync
 from comptoir.rights import (
     CircuitBreaker,
     ClientPolicy,
@@ -21,8 +20,9 @@ from comptoir.rights import (
     RightsClient,
     StalenessPolicy,
 )
+from comptoir.rights.sync_task import RightsSync
 from comptoir.tokens.refresh import TrustRefresher
-from comptoir.transactions import JournalBiller, TransactionStore
+from comptoir.transactions import JournalBiller, RightsDesk, TransactionStore
 
 from .auth import load_or_create_token
 from .feed import EventFeed, EventIds

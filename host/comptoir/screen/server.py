@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from comptoir import clock
+from comptoir.api.errors import status_of
 from comptoir.api.feed import EventFeed
 from comptoir.api.server import ApiError, parse_json
 from comptoir.events import BoardStatus
@@ -229,7 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
         except forms.FormError as e:
             self._json(422, {"error": "invalid_form", "field": e.field, "message": str(e)})
         except TransactionError as e:
-            self._json(e.status, {"error": e.code, "message": MESSAGES.get(e.code, e.code),
+            self._json(status_of(e), {"error": e.code, "message": MESSAGES.get(e.code, e.code),
                                   "detail": str(e)})
 
     def _check_host(self, screen: ScreenServer) -> None:

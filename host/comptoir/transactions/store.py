@@ -1,11 +1,5 @@
-"""Transactions: one accepted presentation, the one person it serves, and its care sheet.
-
-A transaction is created for each verified presentation. Its people are the credential's
-insured person (person 0) and beneficiaries (1..n, in credential order); exactly one of them is
-chosen, once. Every later step is built from the transaction's own chosen person: a care sheet
-request only carries the person index as a check, and the patient the journal bills is taken
-from the transaction, never from the request. So no request can bill one transaction's patient
-under another's, or another family member under this one.
+"""The transaction store: one accepted presentation, the one person it serves, and its care
+sheet (the package's docstring says what binds them).
 
 At rest (SQLite): the presentation's references, the state and the choice in clear; the
 credential (names, NIR, rights) sealed with AES-256-GCM whose associated data is the
@@ -15,20 +9,14 @@ when the retention period of a finished transaction ends; open transactions expi
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import queue
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-import cbor2
 from cryptography.exceptions import InvalidTag
 
 from comptoir.billing import (
@@ -36,18 +24,11 @@ from comptoir.billing import (
     CareSheet,
     Dispensation,
     JournalError,
-    LineInput,
-    Lot,
-    Nature,
-    PatientRef,
     StorageFull,
-    TiersPayant,
     Transaction,
-    persons,
 )
 from comptoir.clock import now as clock_now
 from comptoir.storage import (
-    Schema,
     Sealer,
     checkpoint,
     load_or_create_key,
@@ -55,374 +36,36 @@ from comptoir.storage import (
     open_sqlite,
     write_failed,
 )
-from comptoir.tokens import cose
-from comptoir.tokens.model import (
-    Affiliation,
-    AmcContract,
-    Beneficiary,
-    BirthDate,
-    Channel,
-    Credential,
-    Exemption,
-    InsuredPerson,
-    Period,
-    Verified,
-)
-from comptoir.tokens.nir import mask_nir
+from comptoir.tokens.model import Verified
 
-if TYPE_CHECKING:
-    from comptoir.patient_rights import PersonRights, RightsDesk
+from .billing_link import Biller, sheet_ref
+from .errors import (
+    InvalidDispensation,
+    InvalidPerson,
+    NoRoom,
+    NotFound,
+    PersonMismatch,
+    SchemaTooNew,
+    Unavailable,
+    WrongState,
+)
+from .model import (
+    DispenseRequest,
+    Person,
+    PersonRights,
+    State,
+    TransactionView,
+    people_of,
+)
+from .policy import judge
+from .rights_desk import RightsDesk
+from .schema import SCHEMA
+from .sealed import decode_verified, encode_verified
 
 log = logging.getLogger("comptoir.transactions")
 
 ID_BYTES = 16  # 128 random bits: not guessable, not enumerable
 _AAD = b"comptoir-transaction-v1:"
-# Step 1 was released without a version number (files at version 0 may already have it, hence
-# IF NOT EXISTS); step 2 adds the rights basis, which such files may have got at open.
-SCHEMA_1 = """
-CREATE TABLE IF NOT EXISTS tx (
-    id TEXT PRIMARY KEY,
-    state TEXT NOT NULL,
-    created_at REAL NOT NULL,          -- unix seconds
-    updated_at REAL NOT NULL,
-    presentation_id TEXT NOT NULL,     -- hex, as the verifier saw it
-    board_id TEXT NOT NULL,
-    port TEXT NOT NULL,
-    channel TEXT NOT NULL,
-    people INTEGER NOT NULL,
-    chosen INTEGER,                    -- person index, NULL until chosen
-    invoice_no INTEGER,
-    finess TEXT,
-    sealed BLOB                        -- AES-GCM(credential); NULL once purged
-);
-CREATE INDEX IF NOT EXISTS tx_state ON tx (state, updated_at);
-"""
-# The rights basis of a dispensed transaction's care sheet (added after the first schema:
-# an older file gets the columns at open). No personal data: a status, a reason, a source, a time.
-RIGHTS_COLUMNS = (("rights_status", "TEXT"), ("rights_reason", "TEXT"),
-                  ("rights_source", "TEXT"), ("rights_as_of", "INTEGER"))
-
-
-def _add_rights_columns(db: Any) -> None:
-    have = {r[1] for r in db.execute("PRAGMA table_info(tx)")}
-    for name, kind in RIGHTS_COLUMNS:
-        if name not in have:
-            db.execute(f"ALTER TABLE tx ADD COLUMN {name} {kind}")
-
-
-SCHEMA = Schema((SCHEMA_1, _add_rights_columns))
-
-
-class SchemaTooNew(RuntimeError):
-    """The transactions database was migrated by a newer Comptoir."""
-
-
-class State(StrEnum):
-    AWAITING_BENEFICIARY = "awaiting_beneficiary"
-    READY = "ready"
-    DISPENSED = "dispensed"
-    CANCELLED = "cancelled"
-
-
-# --- errors: each carries the API's error code ------------------------------------------------
-
-
-class TransactionError(Exception):
-    code = "transaction_error"
-    status = 400
-
-
-class NotFound(TransactionError):
-    code, status = "unknown_transaction", 404
-
-
-class WrongState(TransactionError):
-    code, status = "wrong_state", 409
-
-
-class PersonMismatch(TransactionError):
-    code, status = "person_mismatch", 409
-
-
-class InvalidPerson(TransactionError):
-    code, status = "invalid_person", 422
-
-
-class InvalidDispensation(TransactionError):
-    code, status = "invalid_dispensation", 422
-
-    def __init__(self, detail: str, fields: tuple[str, ...] = ()) -> None:
-        super().__init__(detail)
-        self.fields = fields
-
-
-class RightsRefused(TransactionError):
-    """The chosen person's rights forbid this care sheet (docs/rights-cache.md)."""
-
-    status = 409
-
-
-class RightsClosed(RightsRefused):
-    code = "rights_closed"
-
-
-class MeansBlocked(RightsRefused):
-    code = "means_blocked"
-
-
-class RightsUnconfirmed(RightsRefused):
-    code = "rights_unconfirmed"
-
-
-class Unavailable(TransactionError):
-    """The transaction's personal data is gone (retention) or does not open (wrong key)."""
-
-    code, status = "data_unavailable", 410
-
-
-class NoRoom(TransactionError):
-    """A database could not be written (disk full, or the write failed): nothing of the
-    request was kept, or (dispense) the care sheet was and the same request finishes it."""
-
-    code, status = "storage_full", 507
-
-
-# --- what readers get ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Person:
-    """Someone the credential covers. `index` is stable for the transaction's life."""
-
-    index: int
-    rank: int  # 0 = the insured person, else the beneficiary's rank in the credential
-    quality: int  # 0 insured, 2 spouse, 6 child, 9 other
-    family_name: str = field(repr=False)
-    given_names: str = field(repr=False)
-    birth_date: BirthDate = field(repr=False)
-    ref: PatientRef = field(repr=False)
-
-    @property
-    def masked_nir(self) -> str:
-        return mask_nir(self.ref.insured_nir)
-
-
-@dataclass(frozen=True, slots=True)
-class SheetRef:
-    invoice_no: int
-    finess: str
-    lot: int | None  # None while the lot is open
-    total: int
-    amo: int
-    amc: int
-    patient: int
-    counter: int
-    rights: PersonRights | None = None  # the rights basis it was billed on (None: not checked)
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionView:
-    id: str
-    state: State
-    created_at: float
-    updated_at: float
-    presentation_id: str
-    board_id: str
-    port: str
-    channel: str
-    people: tuple[Person, ...]  # empty once the personal data was purged
-    chosen: int | None
-    sheet: SheetRef | None = None
-    # Per person (aligned with `people`) while the transaction is open and a rights cache is
-    # attached; empty otherwise. `rights_service`: what the rights service said (None: not
-    # asked by this process).
-    rights: tuple[PersonRights, ...] = ()
-    rights_service: str | None = None
-    # The credential's paying fund (AMO) and complementary contract (AMC), while its personal
-    # data is kept (None once purged).
-    affiliation: Affiliation | None = None
-    amc: AmcContract | None = None
-
-    @property
-    def chosen_person(self) -> Person | None:
-        return None if self.chosen is None or not self.people else self.people[self.chosen]
-
-
-@dataclass(frozen=True, slots=True)
-class DispenseRequest:
-    """What the dispensing software sends; the patient comes from the transaction."""
-
-    person: int
-    finess: str
-    pharmacist_rpps: str
-    prescriber_rpps: str
-    prescribed_on: dt.date
-    dispensed_on: dt.date
-    lines: tuple[LineInput, ...]
-    tiers_payant: TiersPayant = field(default_factory=TiersPayant)
-    nature: int = Nature.ILLNESS
-
-
-# --- billing runs on its own thread -----------------------------------------------------------
-
-
-class Biller(Protocol):
-    def record(self, d: Dispensation) -> CareSheet: ...
-    def sheet(self, transaction_id: str) -> CareSheet | None: ...
-    def lot_of(self, transaction_id: str) -> int | None: ...
-
-
-class JournalBiller:
-    """The billing journal on one dedicated thread: sqlite3 connections belong to the thread
-    that opened them, and API requests each run on a thread of their own. `key`: the billing
-    key file (the daemon passes paths.keys_dir/billing.key; default: keys/billing.key beside
-    the journal) or the key bytes; a bad key file fails here, naming the file."""
-
-    def __init__(self, path: str | Path, *, key: bytes | str | Path | None = None,
-                 **journal_options: Any) -> None:
-        journal_options["key"] = key
-        self._jobs: queue.Queue[tuple[Callable[[Any], Any], Future[Any]] | None] = queue.Queue()
-        ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, args=(path, journal_options, ready),
-                                        name="billing journal", daemon=True)
-        self._thread.start()
-        ready.result()
-
-    def _run(self, path: str | Path, options: dict[str, Any], ready: Future[None]) -> None:
-        from comptoir.billing import Journal
-
-        try:
-            journal = Journal(path, **options)
-        except BaseException as e:
-            ready.set_exception(e)
-            return
-        ready.set_result(None)
-        while (job := self._jobs.get()) is not None:
-            fn, fut = job
-            try:
-                fut.set_result(fn(journal))
-            except BaseException as e:
-                fut.set_exception(e)
-        journal.close()
-
-    def _call(self, fn: Callable[[Any], Any]) -> Any:
-        fut: Future[Any] = Future()
-        self._jobs.put((fn, fut))
-        return fut.result()
-
-    def record(self, d: Dispensation) -> CareSheet:
-        sheet: CareSheet = self._call(lambda j: j.record(d))
-        return sheet
-
-    def sheet(self, transaction_id: str) -> CareSheet | None:
-        found: CareSheet | None = self._call(lambda j: j.sheet(transaction_id))
-        return found
-
-    def lot_of(self, transaction_id: str) -> int | None:
-        # The journal has no reader for this yet: a sheet's `lot` column, NULL while open.
-        row = self._call(lambda j: j.db.execute(
-            "SELECT lot FROM sheet WHERE transaction_id=?", (transaction_id,)).fetchone())
-        return None if row is None or row[0] is None else int(row[0])
-
-    def lots(self) -> list[Lot]:
-        """Every closed lot, oldest first."""
-        lots: list[Lot] = self._call(lambda j: j.lots())
-        return lots
-
-    def open_sheets(self) -> dict[str, tuple[int, int | None]]:
-        """finess -> (care sheets not in a lot yet, when the oldest was recorded)."""
-        found: dict[str, tuple[int, int | None]] = self._call(lambda j: j.open_sheets())
-        return found
-
-    def exports(self) -> list[tuple[str, int, str, str, int]]:
-        """(finess, lot, kind, file name, exported_at) of every export file written."""
-        rows = self._call(lambda j: j.db.execute(
-            "SELECT finess, lot, kind, name, exported_at FROM export "
-            "ORDER BY exported_at").fetchall())
-        return [(str(f), int(n), str(k), str(name), int(at)) for f, n, k, name, at in rows]
-
-    def close_due(self) -> list[Lot]:
-        """Close every pharmacy's open lot older than the journal's lot_max_age."""
-        lots: list[Lot] = self._call(lambda j: j.close_due())
-        return lots
-
-    def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=5)
-
-
-# --- sealing ---------------------------------------------------------------------------------
-
-
-def _period(p: Period) -> list[int]:
-    return [p.start.toordinal(), p.end.toordinal()]
-
-
-def _unperiod(v: list[int]) -> Period:
-    return Period(dt.date.fromordinal(v[0]), dt.date.fromordinal(v[1]))
-
-
-def _exemptions(es: tuple[Exemption, ...]) -> list[list[int]]:
-    return [[e.code, *_period(e.period)] for e in es]
-
-
-def _unexemptions(v: list[list[int]]) -> tuple[Exemption, ...]:
-    return tuple(Exemption(e[0], _unperiod(e[1:3])) for e in v)
-
-
-def _encode_verified(v: Verified) -> bytes:
-    """Our own plaintext, not the issuer's claims: it was checked when verified, and re-parsing
-    it as a token later would re-apply checks that depend on the day."""
-    c, ins = v.credential, v.credential.insured
-    return cbor2.dumps([
-        1, str(v.channel), v.issuer, v.presentation_id, v.presented_at, v.counter,
-        [c.credential_id, c.issued_at, c.not_before, c.expires_at, c.activation_generation,
-         c.status_index, cose.encode_key(c.device_key, compressed=True)],
-        [c.affiliation.regime, c.affiliation.caisse, c.affiliation.centre],
-        None if c.amc is None else [c.amc.amc_number, c.amc.contract_type,
-                                    *_period(c.amc.period), c.amc.tiers_payant],
-        [ins.nir, ins.family_name, ins.given_names, ins.birth_date.to_int(),
-         [_period(p) for p in ins.rights], _exemptions(ins.exemptions)],
-        [[b.insured_nir, b.rank, b.birth_date.to_int(), b.birth_rank, b.quality, b.family_name,
-          b.given_names, [_period(p) for p in b.rights], _exemptions(b.exemptions)]
-         for b in c.beneficiaries],
-    ])
-
-
-def _decode_verified(data: bytes) -> Verified:
-    try:
-        fmt, channel, issuer, pid, presented_at, counter, cred, aff, amc, ins, bens = \
-            cbor2.loads(data)
-        if fmt != 1:
-            raise ValueError("unknown sealed format")
-        insured = InsuredPerson(ins[0], ins[1], ins[2], BirthDate.from_int(ins[3]),
-                                tuple(_unperiod(p) for p in ins[4]), _unexemptions(ins[5]))
-        beneficiaries = tuple(
-            Beneficiary(b[0], b[1], BirthDate.from_int(b[2]), b[3], b[4], b[5], b[6],
-                        tuple(_unperiod(p) for p in b[7]), _unexemptions(b[8]))
-            for b in bens)
-        credential = Credential(
-            cred[0], cred[1], cred[2], cred[3], insured, beneficiaries, Affiliation(*aff),
-            None if amc is None else AmcContract(amc[0], amc[1], _unperiod(amc[2:4]), amc[4]),
-            cred[4], cred[5], cose.parse_key(cred[6]))
-        return Verified(Channel(channel), credential, issuer, pid, presented_at, counter)
-    except ValueError:
-        raise
-    except Exception as e:  # our own authenticated plaintext: any shape error is corruption
-        raise ValueError(f"sealed transaction undecodable: {type(e).__name__}") from None
-
-
-def people_of(v: Verified) -> tuple[Person, ...]:
-    """The credential's people in a fixed order: the insured person, then beneficiaries."""
-    names = [(v.insured.family_name, v.insured.given_names)]
-    names += [(b.family_name, b.given_names) for b in v.beneficiaries]
-    return tuple(
-        Person(i, p.rank, p.quality, fam, given, p.birth, p.ref)
-        for i, (p, (fam, given)) in enumerate(zip(persons(v.credential), names, strict=True))
-    )
-
-
-# --- the store -------------------------------------------------------------------------------
 
 
 class TransactionStore:
@@ -481,7 +124,7 @@ class TransactionStore:
         single = len(people) == 1
         now = self.clock()
         state = State.READY if single else State.AWAITING_BENEFICIARY
-        sealed = self._sealer.seal(_AAD + tx_id.encode(), _encode_verified(v))
+        sealed = self._sealer.seal(_AAD + tx_id.encode(), encode_verified(v))
         if self.rights is not None:
             # Before the row is visible: whoever sees the transaction sees its rights state.
             self.rights.opened(tx_id, v)
@@ -593,7 +236,7 @@ class TransactionStore:
             basis = None
             if self.rights is not None:
                 basis = self.rights.person(v, patient)  # the chosen person's own rights
-                _judge(basis, req, patient.index)
+                judge(basis, req, patient.index)
             d = Dispensation(
                 transaction=Transaction(tx_id, v, patient.ref), finess=req.finess,
                 pharmacist_rpps=req.pharmacist_rpps, prescriber_rpps=req.prescriber_rpps,
@@ -759,7 +402,7 @@ class TransactionStore:
                     service = None if state is None else state.value
             sheet = None
             if row["invoice_no"] is not None and self.biller is not None:
-                sheet = self._sheet_ref(tx_id, row)
+                sheet = sheet_ref(self.biller, tx_id, row)
         return TransactionView(
             tx_id, State(row["state"]), row["created_at"], row["updated_at"],
             row["presentation_id"], row["board_id"], row["port"], row["channel"], people,
@@ -790,44 +433,10 @@ class TransactionStore:
         if row["sealed"] is None:
             raise Unavailable("the transaction's personal data was purged (retention)")
         try:
-            v = _decode_verified(self._sealer.open(_AAD + tx_id.encode(), row["sealed"]))
+            v = decode_verified(self._sealer.open(_AAD + tx_id.encode(), row["sealed"]))
         except (InvalidTag, ValueError) as e:
             raise Unavailable(f"the transaction's data does not open ({type(e).__name__})") \
                 from None
         if row["state"] in (State.AWAITING_BENEFICIARY, State.READY):
             self._live[tx_id] = v  # reloaded after a restart: keep it while open
         return v
-
-    def _sheet_ref(self, tx_id: str, row: dict[str, Any]) -> SheetRef | None:
-        assert self.biller is not None
-        full = self.biller.sheet(tx_id)
-        lot = self.biller.lot_of(tx_id)
-        basis = None
-        if row.get("rights_status") is not None:
-            from comptoir.patient_rights import PersonRights
-
-            basis = PersonRights(row["rights_status"], row["rights_reason"] or "",
-                                 row["rights_source"], row["rights_as_of"],
-                                 row["rights_status"] in ("fresh", "stale_ok"))
-        if full is None:
-            return SheetRef(row["invoice_no"], row["finess"], lot, 0, 0, 0, 0, 0, basis)
-        return SheetRef(full.invoice_no, full.finess, lot, full.total, full.amo, full.amc,
-                        full.patient, full.counter, basis)
-
-
-def _judge(basis: PersonRights, req: DispenseRequest, index: int) -> None:
-    """May the chosen person's care sheet be made on these rights? (docs/rights-cache.md)"""
-    when = "" if basis.as_of is None else \
-        f" as of {dt.datetime.fromtimestamp(basis.as_of, dt.UTC):%Y-%m-%d %H:%M} UTC"
-    said = f"{basis.source or 'no source'}{when}"
-    if basis.status == "expired":
-        raise RightsClosed(f"person {index}: AMO rights closed ({basis.reason}, {said}): no care "
-                           "sheet can be made")
-    if basis.status == "blocked":
-        raise MeansBlocked(f"person {index}: the presented phone is {basis.reason}: no care "
-                           "sheet on it")
-    if not basis.billable and (req.tiers_payant.amo or req.tiers_payant.amc):
-        raise RightsUnconfirmed(
-            f"person {index}: rights {basis.status} ({basis.reason}, {said}): tiers payant "
-            "needs confirmed rights; dispense without tiers payant (the patient pays, the sheet "
-            "records the basis) or ask the rights service again")

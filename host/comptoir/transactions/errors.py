@@ -1,0 +1,66 @@
+"""What can go wrong with a transaction. Each error carries a stable code (the API and the
+counter screen answer with it; `comptoir.api.errors` gives each its HTTP status), never a
+status of its own: the domain does not know it is served over HTTP."""
+
+from __future__ import annotations
+
+
+class TransactionError(Exception):
+    code = "transaction_error"
+
+
+class NotFound(TransactionError):
+    code = "unknown_transaction"
+
+
+class WrongState(TransactionError):
+    code = "wrong_state"
+
+
+class PersonMismatch(TransactionError):
+    code = "person_mismatch"
+
+
+class InvalidPerson(TransactionError):
+    code = "invalid_person"
+
+
+class InvalidDispensation(TransactionError):
+    code = "invalid_dispensation"
+
+    def __init__(self, detail: str, fields: tuple[str, ...] = ()) -> None:
+        super().__init__(detail)
+        self.fields = fields
+
+
+class RightsRefused(TransactionError):
+    """The chosen person's rights forbid this care sheet (docs/rights-cache.md)."""
+
+
+class RightsClosed(RightsRefused):
+    code = "rights_closed"
+
+
+class MeansBlocked(RightsRefused):
+    code = "means_blocked"
+
+
+class RightsUnconfirmed(RightsRefused):
+    code = "rights_unconfirmed"
+
+
+class Unavailable(TransactionError):
+    """The transaction's personal data is gone (retention) or does not open (wrong key)."""
+
+    code = "data_unavailable"
+
+
+class NoRoom(TransactionError):
+    """A database could not be written (disk full, or the write failed): nothing of the
+    request was kept, or (dispense) the care sheet was and the same request finishes it."""
+
+    code = "storage_full"
+
+
+class SchemaTooNew(RuntimeError):
+    """The transactions database was migrated by a newer Comptoir."""
