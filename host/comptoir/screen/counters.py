@@ -21,6 +21,7 @@ from comptoir.events import BoardStatus
 log = logging.getLogger("comptoir.screen")
 
 REPLAY = 256
+TX_PORTS = 1024
 QUEUE = 512
 Item = tuple[int, str, dict[str, Any]]
 
@@ -46,7 +47,8 @@ class Counters:
         self.port_of = port_of
         self._lock = threading.Lock()
         self._state: dict[str, dict[str, Any]] = {}
-        self._tx_port: dict[str, str] = {}
+        # Recent transactions' counters (bounded: the daemon runs for months).
+        self._tx_port: collections.OrderedDict[str, str] = collections.OrderedDict()
         self._recent: collections.deque[Item] = collections.deque(maxlen=REPLAY)
         self._listeners: list[Listener] = []
         self._seq = 0
@@ -139,6 +141,8 @@ class Counters:
                     c["transaction"], c["tx_state"] = tx, data.get("state")
                     if isinstance(tx, str):
                         self._tx_port[tx] = port
+                        while len(self._tx_port) > TX_PORTS:
+                            self._tx_port.popitem(last=False)
                 out = {"counter": dict(c)}
             elif kind == "transaction" and port:
                 c = self._counter(port)
