@@ -247,3 +247,21 @@ def test_a_post_body_never_spills_into_the_next_request(env: Env) -> None:
         r = conn.getresponse()
         assert r.status == 200 and json.loads(r.read())["id"] == tx
     conn.close()
+
+
+def test_comptoir_screen_prints_a_link_the_daemon_redeems_once(tmp_path: Path, capsys) -> None:
+    from comptoir.cli import main
+    from comptoir.config import load
+    from comptoir.screen.service import links_dir
+
+    cfg_path = tmp_path / "comptoir.toml"
+    cfg_path.write_text(f'[paths]\ndata_dir = "{tmp_path / "data"}"\n'
+                        f'keys_dir = "{tmp_path / "keys"}"\n[screen]\nport = 8799\n')
+    assert main(["screen", "--config", str(cfg_path)]) == 0
+    link = capsys.readouterr().out.strip().splitlines()[-1]
+    assert link.startswith("http://127.0.0.1:8799/connexion?jeton=")
+    links = SignInLinks(links_dir(load(cfg_path)))  # what the daemon's screen reads
+    secret = link.rsplit("=", 1)[1]
+    assert links.redeem(secret) and not links.redeem(secret)
+    cfg_path.write_text(cfg_path.read_text().replace("port = 8799", "enabled = false"))
+    assert main(["screen", "--config", str(cfg_path)]) == 2
