@@ -58,6 +58,7 @@ def new_driver(profile: Path) -> Any:
     opts.binary_location = str(CHROMIUM)
     for f in (*FLAGS, f"--user-data-dir={profile}"):
         opts.add_argument(f)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the page's console
     return webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
 
 
@@ -188,6 +189,12 @@ class Bench:
         path = SHOTS / f"{name}.png"
         self.driver.save_screenshot(str(path))
         return path
+
+    def console_errors(self) -> list[str]:
+        """Script errors and Content-Security-Policy refusals the page's console saw (a failed
+        request the test made on purpose is no error of the page)."""
+        return [str(e["message"]) for e in self.driver.get_log("browser")
+                if e.get("level") == "SEVERE" and "Failed to load resource" not in e["message"]]
 
     def dom_text(self) -> str:
         """Everything the page holds: its markup and the text it shows."""
