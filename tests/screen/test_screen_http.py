@@ -265,3 +265,29 @@ def test_comptoir_screen_prints_a_link_the_daemon_redeems_once(tmp_path: Path, c
     assert links.redeem(secret) and not links.redeem(secret)
     cfg_path.write_text(cfg_path.read_text().replace("port = 8799", "enabled = false"))
     assert main(["screen", "--config", str(cfg_path)]) == 2
+
+
+def test_connections_are_capped(env: Env) -> None:
+    import socket
+
+    from comptoir.screen.server import MAX_CONNECTIONS
+
+    held = [socket.create_connection(("127.0.0.1", env.screen.port), timeout=5)
+            for _ in range(MAX_CONNECTIONS)]
+    try:
+        time.sleep(0.2)  # every one accepted, each handler waiting for its request
+        extra = socket.create_connection(("127.0.0.1", env.screen.port), timeout=5)
+        assert extra.recv(200).startswith(b"HTTP/1.1 503 ")
+        extra.close()
+    finally:
+        for s in held:
+            s.close()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:  # the handlers see their clients gone
+        try:
+            if env.request("GET", "/static/screen.css")[0] == 200:
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    assert env.request("GET", "/static/screen.css")[0] == 200

@@ -41,6 +41,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self';
 MAX_BODY = 16 * 1024
 KEEPALIVE_S = 10.0
 IDLE_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 32
 STATIC = {"screen.js": "text/javascript; charset=utf-8", "screen.css": "text/css; charset=utf-8"}
 _TX = r"(?P<tx>[0-9a-f]{32})"
 _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
@@ -77,6 +78,47 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 64
     screen: ScreenServer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._active = 0
+        self._active_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """At most MAX_CONNECTIONS at once (a page holds its event stream and one or two
+        more); the next is answered 503 and closed without a thread."""
+        with self._active_lock:
+            full = self._active >= MAX_CONNECTIONS
+            if not full:
+                self._active += 1
+        if full:
+            body = b'{"error": "too_many_connections", "message": "Trop de connexions"}'
+            try:
+                request.settimeout(1.0)
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
+                                b"Content-Type: application/json; charset=utf-8\r\n"
+                                b"Retry-After: 1\r\nContent-Length: "
+                                + str(len(body)).encode() + b"\r\n\r\n" + body)
+            except OSError:
+                pass
+            log.warning("counter screen: connection refused, too many open")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._active_lock:
+            self._active -= 1
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A page closed or reloaded mid-request (its event stream, a keep-alive connection):
