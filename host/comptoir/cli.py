@@ -60,7 +60,7 @@ def _tighten(path: Path, mode: int) -> None:
 def _cmd_run(args: argparse.Namespace) -> int:
     from comptoir import presentations
     from comptoir.api.auth import TokenFileError
-    from comptoir.api.service import start_services
+    from comptoir.app import start_app
     from comptoir.config import ConfigError, load
     from comptoir.daemon import Daemon
     from comptoir.discovery import parse_usb_id
@@ -122,7 +122,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         refresher = TrustRefresher(verifier.trust, verifier.status, trust_dir,
                                    url=cfg.trust.url, check_every=cfg.trust.check_every_s,
                                    timeout=cfg.trust.fetch_timeout_s)
-        services = start_services(cfg, daemon, trust=refresher)
+        services = start_app(cfg, daemon, trust=refresher)
     except (RightsError, StorageError, TokenFileError, ValueError, OSError) as e:
         pres.stop()
         print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)

@@ -226,14 +226,14 @@ def test_openapi_matches_the_server() -> None:
     assert documented == served
 
 
-def test_start_services_from_config(tmp_path: Path) -> None:
-    from comptoir.api.service import start_services
+def test_start_app_from_config(tmp_path: Path) -> None:
+    from comptoir.app import start_app
     from comptoir.config import from_dict
 
     cfg = from_dict({"paths": {"data_dir": "d", "keys_dir": "k"},
                      "api": {"port": 0, "token_file": "run/token"}}, tmp_path)
     daemon = SubscribableDaemon()
-    services = start_services(cfg, daemon)
+    services = start_app(cfg, daemon)
     try:
         assert len(daemon.subscribers) == 2 and services.api is not None
         assert (tmp_path / "run" / "token").stat().st_mode & 0o777 == 0o600

@@ -63,7 +63,7 @@ def test_a_crash_after_the_journal_commit_is_recovered_at_start(tmp_path: Path) 
         assert row[0] == State.READY  # the crash left the transaction behind
         feed = EventFeed(store)
         sub = feed.subscribe()
-        assert store.recover_billed() == [tx_id]  # what start_services does at start
+        assert store.recover_billed() == [tx_id]  # what start_app does at start
         view = store.get(tx_id)
         assert view.state is State.DISPENSED and view.sheet is not None
         assert view.sheet.invoice_no == sheet.invoice_no

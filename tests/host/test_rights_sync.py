@@ -1,7 +1,7 @@
 """The pieces of the background rights sync, on the real SQLite cache and the real simulated
 rights service over HTTP: a bounded refresh asks the oldest families first, stops between
 batches when told, and the opposition list is read from where the cache left it. (The task
-itself, run by `start_services`, is tested in test_services.py.)"""
+itself, run by `start_app`, is tested in test_services.py.)"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`start_services` as `comptoir run` calls it, from a config: the rights cache and the rights
+"""`start_app` as `comptoir run` calls it, from a config: the rights cache and the rights
 service client wired to the transactions, and lots closed by age by a periodic task that stops
 with the services. Real SQLite, real HTTP, the real simulated rights service."""
 
@@ -17,7 +17,7 @@ from api_fixtures import SubscribableDaemon, call
 from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
 from tokens_fixtures import NOW, TODAY, World
 
-from comptoir.api.service import lots_every, start_services
+from comptoir.app import lots_every, start_app
 from comptoir.config import ConfigError, from_dict
 from comptoir.nfc_service import Presentation
 from comptoir.rights import RightsCache, RightsClient, Status, insured_id
@@ -63,7 +63,7 @@ def test_rights_service_from_config_and_lots_closed_by_age(tmp_path: Path) -> No
         cfg = _config(tmp_path, cache={"service_url": svc.url, "service_timeout_ms": 500},
                       billing={"lot_max_age_s": 2})
         daemon = SubscribableDaemon()
-        services = start_services(cfg, daemon)
+        services = start_app(cfg, daemon)
         try:
             assert services.api is not None and services.rights is not None
             base, token = services.api.url, (tmp_path / "api-token").read_text().strip()
@@ -95,7 +95,7 @@ def test_rights_service_from_config_and_lots_closed_by_age(tmp_path: Path) -> No
             started = time.monotonic()
             services.stop()
         assert time.monotonic() - started < 5
-        assert not any(t.is_alive() for t in services.threads)
+        assert not any(t.health() == "running" for t in services.tasks)
         assert not [t for t in threading.enumerate() if t.name in (
             "billing lots by age", "transactions purge", "rights refresh", "rights sync")]
 
@@ -109,7 +109,7 @@ def test_lots_check_interval() -> None:
 def test_without_a_service_the_cache_alone_answers(tmp_path: Path) -> None:
     world = World(tmp_path / "world")
     daemon = SubscribableDaemon()
-    services = start_services(_config(tmp_path), daemon)
+    services = start_app(_config(tmp_path), daemon)
     try:
         tx = _present(world, daemon, world.family(13, beneficiaries=0), services.store)
         view = services.store.get(tx)
@@ -123,7 +123,7 @@ def test_without_a_service_the_cache_alone_answers(tmp_path: Path) -> None:
 def test_cache_disabled(tmp_path: Path) -> None:
     world = World(tmp_path / "world")
     daemon = SubscribableDaemon()
-    services = start_services(_config(tmp_path, cache={"enabled": False}), daemon)
+    services = start_app(_config(tmp_path, cache={"enabled": False}), daemon)
     try:
         tx = _present(world, daemon, world.family(14, beneficiaries=0), services.store)
         view = services.store.get(tx)
@@ -148,7 +148,7 @@ def _stop_cleanly(services: Any) -> None:
     started = time.monotonic()
     services.stop()
     assert time.monotonic() - started < 5
-    assert not any(t.is_alive() for t in services.threads)
+    assert not any(t.health() == "running" for t in services.tasks)
     assert not [t for t in threading.enumerate() if t.name in SYNC_THREADS]
 
 
@@ -200,7 +200,7 @@ def test_an_opposition_declared_at_the_service_blocks_that_phone_within_a_round(
         svc.add_family(fam)
         cfg = _config(tmp_path, cache={"service_url": svc.url, "opposition_every_s": 0.1})
         daemon = SubscribableDaemon()
-        services = start_services(cfg, daemon)
+        services = start_app(cfg, daemon)
         try:
             assert services.api is not None and services.rights is not None
             base, token = services.api.url, (tmp_path / "api-token").read_text().strip()
@@ -269,7 +269,7 @@ def test_a_family_changed_at_the_service_is_refreshed_without_being_presented(
         for f in others:
             svc.add_family(f)  # now answered as of the service's clock
         daemon = SubscribableDaemon()
-        services = start_services(cfg, daemon)
+        services = start_app(cfg, daemon)
         try:
             cache = services.rights.cache  # type: ignore[union-attr]
 
@@ -321,7 +321,7 @@ def test_service_down_no_crash_breaker_respected_logged_once_recovers(
         svc.outage = True
         before = svc.requests
         caplog.set_level(logging.DEBUG, logger="comptoir")
-        services = start_services(cfg, daemon := SubscribableDaemon())
+        services = start_app(cfg, daemon := SubscribableDaemon())
         try:
             assert services.api is not None
             base = services.api.url
@@ -329,8 +329,8 @@ def test_service_down_no_crash_breaker_respected_logged_once_recovers(
             # 40+ rounds of each kind went by: without the breaker, 2 requests each. With it:
             # 3 failed attempts open it, then one trial after 1 s (failed: 2 s more), ...
             assert 3 <= svc.requests - before <= 6, svc.requests - before
-            (task,) = [t for t in services.threads if t.name == "rights sync"]
-            assert task.is_alive()
+            (task,) = [t for t in services.tasks if t.name == "rights sync"]
+            assert task.health() == "running"
             assert "comptoir_rights_service_reachable 0" in _metrics(base)
             cache = services.rights.cache  # type: ignore[union-attr]
             who = insured_id(fam.insured)
@@ -355,10 +355,10 @@ def test_service_down_no_crash_breaker_respected_logged_once_recovers(
 
 
 def test_without_a_service_no_sync_task(tmp_path: Path) -> None:
-    services = start_services(_config(tmp_path), SubscribableDaemon())
+    services = start_app(_config(tmp_path), SubscribableDaemon())
     try:
         assert services.rights_sync is None
-        assert [t.name for t in services.threads] == ["transactions purge",
+        assert [t.name for t in services.tasks] == ["transactions purge",
                                                       "billing lots by age"]
     finally:
         services.stop()

@@ -25,7 +25,7 @@ from typing import Any
 import serial
 
 from comptoir import clock, presentations
-from comptoir.api.service import start_services
+from comptoir.app import start_app
 from comptoir.clock import ManualClock
 from comptoir.config import from_dict
 from comptoir.daemon import Daemon
@@ -165,7 +165,7 @@ class Pharmacy:
         self.refresher = TrustRefresher(self.verifier.trust, self.verifier.status,
                                         self.tmp / "trust", url=cfg.trust.url,
                                         check_every=cfg.trust.check_every_s)
-        self.services = start_services(cfg, self.daemon, trust=self.refresher)
+        self.services = start_app(cfg, self.daemon, trust=self.refresher)
         self.daemon.subscribe(lambda ev: self.events.put(ev)
                               if isinstance(ev, Presentation) else None)
         self.daemon.subscribe(lambda ev: self.up.put(ev.port) if isinstance(ev, BoardUp)

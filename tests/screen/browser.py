@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from comptoir.api.service import start_services
+from comptoir.app import start_app
 from comptoir.config import from_dict
 from comptoir.nfc_service import Presentation
 from comptoir.screen.service import start_screen
@@ -83,7 +83,7 @@ class Bench:
                          "cache": {"service_url": tw.rights_service.url},
                          "screen": {"port": 0, "finess": FINESS,
                                     "pharmacist_rpps": PHARMACIST}}, tw.workdir)
-        self.services = start_services(cfg, tw.daemon)
+        self.services = start_app(cfg, tw.daemon)
         self.screen = start_screen(cfg, self.services, tw.daemon)
         assert self.screen is not None
         self.token = (tw.workdir / "api-token").read_text().strip()

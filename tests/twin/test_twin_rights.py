@@ -12,7 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from api_fixtures import call
 
-from comptoir.api.service import start_services
+from comptoir.app import start_app
 from comptoir.config import from_dict
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Verified
@@ -30,7 +30,7 @@ def test_tap_shows_rights_and_closed_rights_are_refused(twin_factory) -> None:
                                "keys_dir": str(tw.workdir / "keys")},
                      "api": {"port": 0, "token_file": str(tw.workdir / "api-token")},
                      "cache": {"service_url": tw.rights_service.url}}, tw.workdir)
-    services = start_services(cfg, tw.daemon)
+    services = start_app(cfg, tw.daemon)
     try:
         assert services.api is not None
         base, token = services.api.url, (tw.workdir / "api-token").read_text().strip()

@@ -24,7 +24,7 @@ import urllib.request
 from typing import Any
 
 from comptoir import logs
-from comptoir.api.service import start_services
+from comptoir.app import start_app
 from comptoir.config import from_dict
 from comptoir.daemon import parse_status
 from comptoir.events import BoardDown, BoardUp, LinkError, Message, PortLost
@@ -331,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
                          "screen": {"port": 0, "finess": FINESS,
                                     "pharmacist_rpps": PHARMACIST}},
                         twin.workdir)
-        services = start_services(cfg, twin.daemon)
+        services = start_app(cfg, twin.daemon)
         screen = start_screen(cfg, services, twin.daemon)
         if screen is not None:
             print(f"Counter screen (French, keyboard first): {screen.sign_in_link()}\n"

@@ -23,7 +23,7 @@ log = logging.getLogger("comptoir.rights")
 
 class RightsSync:
     """What `comptoir run` does with the rights service between patients (a thread started by
-    `start_services` when `cache.service_url` is set):
+    `start_app` when `cache.service_url` is set):
 
     * every `opposition_every` seconds, pull the opposition list (phones declared lost or
       stolen): a later presentation of such a phone, and every open transaction made with it,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from comptoir.api.service import Services
+from comptoir.app import App
 from comptoir.config import Config
 from comptoir.rights.breaker import BreakerState
 
@@ -19,7 +19,7 @@ def links_dir(cfg: Config) -> Any:
     return cfg.paths.data_dir / "screen-links"
 
 
-def start_screen(cfg: Config, services: Services, daemon: Any,
+def start_screen(cfg: Config, services: App, daemon: Any,
                  trust: Any = None) -> ScreenServer | None:
     """The screen on [screen] port, on api.host; None when disabled or when its port is taken
     (logged: the daemon serves the API and the boards without it)."""

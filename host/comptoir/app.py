@@ -1,13 +1,13 @@
-"""Everything `comptoir run` needs around the daemon, from the configuration: the transaction
-store with its billing journal and the offline rights cache, metrics, the event feed and the
-HTTP server, subscribed to the daemon's events; and the periodic work: expiry and retention of
-transactions, lots closed by age, and (with a rights service) the opposition list and the
-refresh of old cached families. One call to start, one to stop."""
+"""The daemon assembled from its configuration, for `comptoir run` and the twin alike: the
+transaction store with its billing journal and the offline rights cache, metrics, the event
+feed and the HTTP API, subscribed to the daemon's events; and the background tasks (expiry and
+retention of transactions, lots closed by age, with a rights service the opposition list and
+the refresh of old cached families, the trust refresh), each a `comptoir.tasks.Task`.
+One call to start (`start_app`), one to stop (`App.stop`)."""
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,37 +21,41 @@ from comptoir.rights import (
     StalenessPolicy,
 )
 from comptoir.rights.sync_task import RightsSync
+from comptoir.tasks import Task, ThreadTask, periodic
 from comptoir.tokens.refresh import TrustRefresher
 from comptoir.transactions import JournalBiller, RightsDesk, TransactionStore
 
-from .auth import load_or_create_token
-from .feed import EventFeed, EventIds
-from .server import ApiServer
+from .api.auth import load_or_create_token
+from .api.feed import EventFeed, EventIds
+from .api.server import ApiServer
 
-log = logging.getLogger("comptoir.api")
+log = logging.getLogger("comptoir.api")  # the logger these messages always had
 
 PURGE_EVERY_S = 60.0
 LOTS_EVERY_S = 60.0  # at most; more often when billing.lot_max_age_s is short
 
 
 @dataclass
-class Services:
+class App:
     store: TransactionStore
     biller: JournalBiller
     metrics: Metrics
     feed: EventFeed
     api: ApiServer | None
-    _stop: threading.Event
     rights: RightsDesk | None = None
-    threads: list[threading.Thread] = field(default_factory=list)
+    tasks: list[Task] = field(default_factory=list)
     rights_sync: RightsSync | None = None
 
+    def health(self) -> dict[str, str]:
+        return {t.name: t.health() for t in self.tasks}
+
     def stop(self) -> None:
-        self._stop.set()
         if self.api is not None:
             self.api.stop()
-        for t in self.threads:  # the periodic tasks finish what they are doing
-            t.join(timeout=10)
+        for t in self.tasks:  # all told at once, then each finishes what it is doing
+            t.stop(wait=False)
+        for t in self.tasks:
+            t.stop()
         if self.rights_sync is not None:
             self.rights_sync.close()
         self.feed.close()
@@ -93,7 +97,7 @@ def lots_every(cfg: Config) -> float:
     return min(LOTS_EVERY_S, max(0.5, cfg.billing.lot_max_age_s / 4))
 
 
-def start_services(cfg: Config, daemon: Any, trust: TrustRefresher | None = None) -> Services:
+def start_app(cfg: Config, daemon: Any, trust: TrustRefresher | None = None) -> App:
     """`daemon`: a comptoir.daemon.Daemon (subscribe, status), not yet started or running.
     `trust`: the refresher of the verifier's trust material, run as a periodic task, its
     alerts on the event stream, its list ages in the metrics and /v1/health."""
@@ -122,29 +126,24 @@ def start_services(cfg: Config, daemon: Any, trust: TrustRefresher | None = None
                         boards=lambda: dict(daemon.status), metrics=metrics,
                         metrics_auth=cfg.api.metrics_auth,
                         trust=None if trust is None else trust.report).start()
-    stop = threading.Event()
 
     def purge() -> None:  # expiry and retention, off the daemon's event thread
-        while not stop.wait(PURGE_EVERY_S):
-            try:
-                store.purge()
-            except Exception:
-                log.exception("transactions purge failed")
+        try:
+            store.purge()
+        except Exception:
+            log.exception("transactions purge failed")
 
     def close_lots() -> None:  # lots closed by age; once at start (the PC was off), then often
-        every = lots_every(cfg)
-        while True:
-            try:
-                for lot in biller.close_due():
-                    log.info("lot closed by age", extra={"finess": lot.finess, "lot": lot.seq,
-                                                         "count": lot.count})
-            except Exception:
-                log.exception("closing lots by age failed")
-            if stop.wait(every):
-                return
+        try:
+            for lot in biller.close_due():
+                log.info("lot closed by age", extra={"finess": lot.finess, "lot": lot.seq,
+                                                     "count": lot.count})
+        except Exception:
+            log.exception("closing lots by age failed")
 
-    threads = [threading.Thread(target=purge, name="transactions purge", daemon=True),
-               threading.Thread(target=close_lots, name="billing lots by age", daemon=True)]
+    tasks: list[Task] = [
+        periodic("transactions purge", PURGE_EVERY_S, purge, at_start=False),
+        periodic("billing lots by age", lots_every(cfg), close_lots, at_start=True)]
     sync = None
     if rights is not None and rights.cache.client is not None:
         # Its own connection (a batch never holds up the counter's look-ups), the same breaker.
@@ -153,11 +152,9 @@ def start_services(cfg: Config, daemon: Any, trust: TrustRefresher | None = None
                           opposition_every=c.opposition_every_s, refresh_every=c.refresh_every_s,
                           older_than=c.refresh_older_than_s, max_families=c.refresh_max_families,
                           metrics=metrics)
-        threads.append(threading.Thread(target=sync.run, args=(stop,), name="rights sync",
-                                        daemon=True))
+        tasks.append(ThreadTask("rights sync", sync.run))
     if trust is not None:
-        threads.append(threading.Thread(target=trust.run, args=(stop,), name="trust refresh",
-                                        daemon=True))
-    for t in threads:
+        tasks.append(ThreadTask("trust refresh", trust.run))
+    for t in tasks:
         t.start()
-    return Services(store, biller, metrics, feed, api, stop, rights, threads, sync)
+    return App(store, biller, metrics, feed, api, rights, tasks, sync)
