@@ -13,6 +13,7 @@ from typing import Any
 
 from comptoir.config import Config
 from comptoir.metrics import Metrics
+from comptoir.opener import TransactionOpener
 from comptoir.rights import (
     CircuitBreaker,
     ClientPolicy,
@@ -110,11 +111,13 @@ def start_app(cfg: Config, daemon: Any, trust: TrustRefresher | None = None) -> 
                              open_ttl_s=cfg.transactions.open_ttl_s,
                              retention_s=cfg.transactions.retention_s, rights=rights)
     metrics = Metrics(lambda: {p: s.state for p, s in list(daemon.status.items())})
-    feed = EventFeed(store, metrics, EventIds(cfg.paths.data_dir / "event-ids"))
+    feed = EventFeed(metrics, EventIds(cfg.paths.data_dir / "event-ids"))
+    opener = TransactionOpener(store, feed, metrics)
     for tx_id in store.recover_billed():  # a crash between the journal and this database
         log.warning("care sheet recovered from the billing journal at start",
                     extra={"transaction": tx_id})
     daemon.subscribe(metrics.on_event)
+    daemon.subscribe(opener.on_event)
     daemon.subscribe(feed.on_event)
     if trust is not None:
         trust.set_publisher(feed.publish)

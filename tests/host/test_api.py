@@ -25,6 +25,7 @@ from comptoir.billing import StorageFull
 from comptoir.events import BoardInfo, BoardStatus, BoardUp, LinkError
 from comptoir.metrics import Metrics
 from comptoir.nfc_service import Presentation
+from comptoir.opener import TransactionOpener
 from comptoir.tokens.model import Refused
 from comptoir.tokens.reasons import Reason
 from comptoir.transactions import JournalBiller, TransactionStore
@@ -38,7 +39,8 @@ class Env:
         self.biller = JournalBiller(tmp / "billing.db")
         self.store = TransactionStore(tmp / "tx.db", tmp / "tx.key", self.biller)
         self.metrics = Metrics(lambda: {p: s.state for p, s in self.status.items()})
-        self.feed = EventFeed(self.store, self.metrics)
+        self.feed = EventFeed(self.metrics)
+        self.opener = TransactionOpener(self.store, self.feed, self.metrics)
         self.status = {"/dev/comptoir-A": BoardStatus("/dev/comptoir-A", "up", BoardInfo(
             "a1b2", "reader-A", "0.1.0", ("nfc",), 512))}
         self.token = load_or_create_token(tmp / "run" / "api-token")
@@ -57,7 +59,7 @@ class Env:
         before = set(self.store.ids())
         ev = Presentation("/dev/comptoir-A", "a1b2", 0x8001, "qr", result, time.monotonic())
         self.metrics.on_event(ev)  # both subscribe to the daemon in `comptoir run`
-        self.feed.on_event(ev)
+        self.opener.on_event(ev)
         (tx,) = set(self.store.ids()) - before
         return tx
 
@@ -175,8 +177,8 @@ def test_errors_change_nothing(env: Env) -> None:
 
 def test_refused_presentation_opens_nothing(env: Env) -> None:
     sub = env.feed.subscribe()
-    env.feed.on_event(Presentation("/dev/comptoir-A", "a1b2", 1, "nfc",
-                                   Refused(Reason.REPLAYED), 0.0))
+    env.opener.on_event(Presentation("/dev/comptoir-A", "a1b2", 1, "nfc",
+                                     Refused(Reason.REPLAYED), 0.0))
     assert env.store.ids() == []
     _, kind, data = sub.queue.get(timeout=1)
     assert kind == "presentation" and data["verdict"] == "refused"
@@ -235,7 +237,8 @@ def test_start_app_from_config(tmp_path: Path) -> None:
     daemon = SubscribableDaemon()
     services = start_app(cfg, daemon)
     try:
-        assert len(daemon.subscribers) == 2 and services.api is not None
+        # metrics, the transaction opener, the event feed
+        assert len(daemon.subscribers) == 3 and services.api is not None
         assert (tmp_path / "run" / "token").stat().st_mode & 0o777 == 0o600
         with urllib.request.urlopen(services.api.url + "/v1/health", timeout=5) as r:
             assert r.status == 200

@@ -14,6 +14,7 @@ from billing_fixtures import adult_family
 from test_transactions import KEY, request
 
 from comptoir.api import EventFeed
+from comptoir.opener import TransactionOpener
 from comptoir.transactions import JournalBiller, State, TransactionStore
 from comptoir_tools.billing_synth import presentation
 
@@ -61,7 +62,8 @@ def test_a_crash_after_the_journal_commit_is_recovered_at_start(tmp_path: Path) 
         assert sheet is not None  # the journal committed it
         row = store.db.execute("SELECT state FROM tx WHERE id=?", (tx_id,)).fetchone()
         assert row[0] == State.READY  # the crash left the transaction behind
-        feed = EventFeed(store)
+        feed = EventFeed()
+        TransactionOpener(store, feed)
         sub = feed.subscribe()
         assert store.recover_billed() == [tx_id]  # what start_app does at start
         view = store.get(tx_id)
@@ -79,7 +81,8 @@ def test_a_crash_after_the_journal_commit_is_recovered_at_start(tmp_path: Path) 
 def test_a_billed_transaction_left_ready_shows_its_sheet_on_read(tmp_path: Path) -> None:
     biller = JournalBiller(tmp_path / "billing.db")
     store = TransactionStore(tmp_path / "tx.db", KEY, biller)
-    feed = EventFeed(store)
+    feed = EventFeed()
+    TransactionOpener(store, feed)
     sub = feed.subscribe()
     try:
         tx = store.create(presentation(adult_family(beneficiaries=0), 1))

@@ -39,7 +39,7 @@ def stream(port: int, last_id: int | None, n: int) -> list[tuple[int, dict]]:
 
 
 def daemon(path: Path) -> tuple[EventFeed, ApiServer]:
-    feed = EventFeed(None, None, EventIds(path))
+    feed = EventFeed(None, EventIds(path))
     return feed, ApiServer(TOKEN, None, feed, port=0).start()
 
 

@@ -28,6 +28,7 @@ from tokens_fixtures import NOW, TODAY, World
 from comptoir.api import ApiServer, EventFeed, load_or_create_token
 from comptoir.metrics import Metrics
 from comptoir.nfc_service import Presentation
+from comptoir.opener import TransactionOpener
 from comptoir.rights import (
     CircuitBreaker,
     ClientPolicy,
@@ -66,7 +67,8 @@ class Counter:
         self.store = TransactionStore(tmp / "tx.db", tmp / "tx.key", self.biller,
                                       rights=self.desk)
         self.metrics = Metrics(dict)
-        self.feed = EventFeed(self.store, self.metrics)
+        self.feed = EventFeed(self.metrics)
+        self.opener = TransactionOpener(self.store, self.feed, self.metrics)
         self.token = load_or_create_token(tmp / "api-token")
         self.api = ApiServer(self.token, self.store, self.feed, port=0,
                              metrics=self.metrics).start()
@@ -85,8 +87,8 @@ class Counter:
         result = self.world.qr(wallet.present_qr(now=NOW))
         assert result.ok, result
         before = set(self.store.ids())
-        self.feed.on_event(Presentation("/dev/comptoir-A", "a1b2", 0x8001, "qr", result,
-                                        time.monotonic()))
+        self.opener.on_event(Presentation("/dev/comptoir-A", "a1b2", 0x8001, "qr", result,
+                                          time.monotonic()))
         (tx,) = set(self.store.ids()) - before
         if wait:
             assert self.store.wait_rights(tx, 10)

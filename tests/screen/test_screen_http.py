@@ -23,6 +23,7 @@ from comptoir import clock
 from comptoir.api import ApiServer, EventFeed, load_or_create_token
 from comptoir.events import BoardInfo, BoardStatus, BoardUp, PortLost
 from comptoir.nfc_service import Presentation
+from comptoir.opener import TransactionOpener
 from comptoir.screen import ScreenServer, Sessions, SignInLinks
 from comptoir.screen.catalogue import CATALOGUE
 from comptoir.screen.server import Pharmacy
@@ -36,7 +37,8 @@ class Env:
         self.world = World(tmp / "world")
         self.biller = JournalBiller(tmp / "billing.db")
         self.store = TransactionStore(tmp / "tx.db", tmp / "tx.key", self.biller)
-        self.feed = EventFeed(self.store)
+        self.feed = EventFeed()
+        self.opener = TransactionOpener(self.store, self.feed)
         self.status = {PORT: BoardStatus(PORT, "up", BoardInfo("a1b2", "reader-A", "0.1.0",
                                                                ("nfc",), 512))}
         self.token = load_or_create_token(tmp / "api-token")
@@ -57,7 +59,8 @@ class Env:
         wallet = self.world.wallet(self.world.family(seed, beneficiaries=beneficiaries))
         result = self.world.qr(wallet.present_qr(now=NOW))
         before = set(self.store.ids())
-        self.feed.on_event(Presentation(PORT, "a1b2", 0x8001, "qr", result, time.monotonic()))
+        self.opener.on_event(Presentation(PORT, "a1b2", 0x8001, "qr", result,
+                                          time.monotonic()))
         (tx,) = set(self.store.ids()) - before
         return tx
 

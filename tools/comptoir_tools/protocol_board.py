@@ -67,6 +67,7 @@ class QrCounters:
         from comptoir import presentations
         from comptoir.api.feed import EventFeed
         from comptoir.daemon import Daemon
+        from comptoir.opener import TransactionOpener
         from comptoir.pairing import PairedBoards
         from comptoir.transactions import JournalBiller, TransactionStore
 
@@ -79,7 +80,7 @@ class QrCounters:
                                           qr_hold=0.0)
         self.store = TransactionStore(tmp / "tx.db", bytes(range(32)),
                                       JournalBiller(tmp / "billing.db"))
-        self.daemon.subscribe(EventFeed(self.store).on_event)
+        self.daemon.subscribe(TransactionOpener(self.store, EventFeed()).on_event)
         self.boards = [QrBoard(i, w, paired.add(bytes((0xB0, i, 0x5A, 0x5A)).hex()), texts[i])
                        for i, w in enumerate(self.wires)]
 

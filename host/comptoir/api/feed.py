@@ -1,5 +1,6 @@
-"""The event stream: daemon events turned into JSON records for /v1/events (server-sent
-events), and the transactions that accepted presentations open.
+"""The event stream: daemon events, presentations and transactions turned into JSON records
+for /v1/events (server-sent events), kept for replay and handed to each subscriber. It only
+serialises: the transactions are opened by comptoir.opener.
 
 What a record may hold: ports, board ids, channels, verdicts, reasons, transaction ids and
 states, counts of people. Never a NIR and never a name: the dispensing software reads the
@@ -21,7 +22,7 @@ from typing import Any
 from comptoir.events import BoardDown, BoardRefused, BoardUp, PortLost
 from comptoir.nfc_service import Presentation, TapFailed
 from comptoir.tokens.model import Verified
-from comptoir.transactions import NoRoom, TransactionError, TransactionStore, TransactionView
+from comptoir.transactions import TransactionView
 
 log = logging.getLogger("comptoir.api")
 
@@ -84,30 +85,21 @@ class EventIds:
 
 
 class EventFeed:
-    def __init__(self, store: TransactionStore | None = None, metrics: Any = None,
-                 ids: EventIds | None = None) -> None:
+    def __init__(self, metrics: Any = None, ids: EventIds | None = None) -> None:
         """`ids`: EventIds on a file in the data directory, so that ids survive a restart."""
-        self.store = store
         self.metrics = metrics
         self._lock = threading.Lock()
         self._ids = ids or EventIds()
         self._recent: collections.deque[tuple[int, str, dict[str, Any]]] = \
             collections.deque(maxlen=REPLAY)
         self._subs: list[Subscription] = []
-        self._order = threading.Lock()  # a presentation's event before its rights' event
-        if store is not None:
-            # A care sheet found in the billing journal for a transaction this database still
-            # had as ready (a crash between the two): the software is told it is dispensed.
-            store.on_recovered = lambda tx: self.transaction_changed(tx, "dispensed",
-                                                                     recovered=True)
 
     # --- producers -------------------------------------------------------------------------
 
     def on_event(self, ev: Any) -> None:
-        """A daemon subscriber (runs on the daemon's event thread)."""
-        if isinstance(ev, Presentation):
-            self._presentation(ev)
-        elif isinstance(ev, TapFailed):
+        """A daemon subscriber (runs on the daemon's event thread): boards and failed taps.
+        Presentations come through the transaction opener (comptoir.opener), `presented`."""
+        if isinstance(ev, TapFailed):
             self.publish("tap_failed", {"port": ev.port, "object_id": ev.object_id,
                                         "code": ev.code, "text": ev.text})
         elif isinstance(ev, BoardUp):
@@ -121,47 +113,27 @@ class EventFeed:
             self.publish("board", {"port": ev.port, "state": "refused",
                                    "board_id": ev.board_id, "reason": ev.reason})
 
-    def _presentation(self, ev: Presentation) -> None:
-        # The rights service is asked in the background when the transaction opens; its
-        # `rights` event takes the order lock too, so it always comes after this one.
-        with self._order:
-            rec: dict[str, Any] = {"port": ev.port, "board_id": ev.board_id,
-                                   "channel": ev.channel, "object_id": ev.object_id}
-            if isinstance(ev.result, Verified):
-                rec["verdict"] = "choose_beneficiary" if ev.result.beneficiaries else "accepted"
-                rec["reason"] = ""
-                if self.store is not None:
-                    try:
-                        tx = self.store.create(ev.result, board_id=ev.board_id, port=ev.port,
-                                               channel=ev.channel,
-                                               on_rights=self.rights_refreshed)
-                    except NoRoom as e:
-                        # Verified, but no transaction could be stored (disk full): the
-                        # counter is told, the card is presented again once there is room.
-                        log.error("transaction not opened", extra={"why": str(e)})
-                        rec["verdict"], rec["reason"] = "error", NoRoom.code
-                        self.publish("presentation", rec)
-                        return
-                    if self.metrics is not None:
-                        self.metrics.count_transaction("opened")
-                    rec.update(transaction_summary(tx))
-            else:
-                reason = ev.result.reason.value
-                rec["verdict"] = "error" if reason == "internal_error" else "refused"
-                rec["reason"] = reason
-            self.publish("presentation", rec)
+    def presented(self, ev: Presentation, tx: TransactionView | None,
+                  error: str | None = None) -> None:
+        """A presentation's record: its verdict and, if one opened, its transaction; `error`:
+        the code of why a verified presentation opened none."""
+        rec: dict[str, Any] = {"port": ev.port, "board_id": ev.board_id,
+                               "channel": ev.channel, "object_id": ev.object_id}
+        if error is not None:
+            rec["verdict"], rec["reason"] = "error", error
+        elif isinstance(ev.result, Verified):
+            rec["verdict"] = "choose_beneficiary" if ev.result.beneficiaries else "accepted"
+            rec["reason"] = ""
+            if tx is not None:
+                rec.update(transaction_summary(tx))
+        else:
+            reason = ev.result.reason.value
+            rec["verdict"] = "error" if reason == "internal_error" else "refused"
+            rec["reason"] = reason
+        self.publish("presentation", rec)
 
-    def rights_refreshed(self, tx_id: str) -> None:
-        """The rights service answered (or failed) for an open transaction: a `transaction`
-        event with action `rights` (runs on the rights worker's thread)."""
-        assert self.store is not None
-        with self._order:
-            try:
-                tx = self.store.get(tx_id)
-            except TransactionError:
-                return
-            if tx.rights:  # still open
-                self.publish("transaction", {"action": "rights", **transaction_summary(tx)})
+    def rights_changed(self, tx: TransactionView) -> None:
+        self.publish("transaction", {"action": "rights", **transaction_summary(tx)})
 
     def transaction_changed(self, tx: TransactionView, action: str, **extra: Any) -> None:
         if self.metrics is not None:

@@ -425,7 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Ask the rights service again (e.g. the line is back); answers once it answered or
         failed, or after the dispensation's wait at most (then `rights_service` is pending)."""
         store = self._store(api)
-        store.refresh_rights(tx, api.feed.rights_refreshed)
+        store.refresh_rights(tx)
         if store.rights is not None:
             store.wait_rights(tx, store.rights.dispense_wait)
         self._json(200, bodies.transaction(store.get(tx)))

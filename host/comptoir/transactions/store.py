@@ -93,6 +93,8 @@ class TransactionStore:
         self._wal_pending = False  # a purge's erasure of the WAL could not complete yet
         # Told of a transaction finished from the journal (the event stream: EventFeed).
         self.on_recovered: Callable[[TransactionView], None] | None = None
+        # Told when the rights service answered a refresh asked without its own callback.
+        self.on_rights: Callable[[str], None] | None = None
         # secure_delete: purged personal data is overwritten with zeros in the database's
         # pages (freed overflow pages included), not just unlinked from the b-tree.
         self.db = open_sqlite(path, check_same_thread=False)
@@ -155,7 +157,8 @@ class TransactionStore:
 
     def refresh_rights(self, tx_id: str, on_done: Callable[[str], None] | None = None) -> None:
         """Ask the rights service (if any) again for this open transaction's family, in the
-        background; `on_done(tx_id)` runs once the answer or the failure is recorded."""
+        background; `on_done(tx_id)` (default: `on_rights`) runs once the answer or the
+        failure is recorded."""
         with self._lock:
             row = self._row(tx_id)
             if row["state"] not in (State.AWAITING_BENEFICIARY, State.READY):
@@ -163,7 +166,7 @@ class TransactionStore:
                                  "transaction only")
             v = self._verified(tx_id, row)
         if self.rights is not None:
-            self.rights.refresh(tx_id, v, on_done, again=True)
+            self.rights.refresh(tx_id, v, on_done or self.on_rights, again=True)
 
     def wait_rights(self, tx_id: str, timeout: float = 10.0) -> bool:
         """Wait for the rights refresh of this transaction (True at once without one)."""
