@@ -19,7 +19,6 @@ clear. A schema-1 journal (texts in clear) is sealed once, in one transaction, w
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import sqlite3
 import time
@@ -33,66 +32,25 @@ from comptoir.storage import (
     load_or_create_key,
     migrate,
     open_sqlite,
-    run_step,
     write_failed,
 )
 
 from . import crashpoints
 from .crypto import InvalidTag, KeyFileError, SheetCipher, aad_prefix, default_key_path, join_texts
+from .digests import _request_parts, _v1_input_digest, _v1_person_key, input_digest, person_key
 from .errors import IntegrityError, JournalError, StorageFull
-from .model import CareSheet, Dispensation, Lot, PatientRef
+from .journal_schema import SCHEMA, SCHEMA_VERSION, migrate_v1
+from .model import CareSheet, Dispensation, Lot
 from .pricing import build_care_sheet, mask
 from .render import GENESIS_HASH, lot_hash, sheet_from_json, sheet_texts
 
 log = logging.getLogger("comptoir.billing")
 
-SCHEMA_VERSION = 2  # 1: texts and person key in clear; 2: sealed (migrated on open)
+# Read by the tests and the billing benchmark from here, where they always were.
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "Journal", "_v1_input_digest", "_v1_person_key",
+           "input_digest", "person_key"]
+
 MAX_INVOICE = 999_999_999  # 9 digits in B2
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS pharmacy (
-    finess TEXT PRIMARY KEY,
-    next_invoice INTEGER NOT NULL,
-    open_count INTEGER NOT NULL,      -- sheets not yet in a lot
-    open_since INTEGER                -- recorded_at of the oldest of them
-);
-CREATE TABLE IF NOT EXISTS sheet (
-    seq INTEGER PRIMARY KEY,
-    transaction_id TEXT NOT NULL UNIQUE,
-    input_digest TEXT NOT NULL,       -- keyed HMAC of the request ('v1:' + sha256 before 2)
-    finess TEXT NOT NULL,
-    invoice_no INTEGER NOT NULL,
-    recorded_at INTEGER NOT NULL,
-    person_key TEXT NOT NULL,         -- keyed HMAC of the patient identity (franchise cap)
-    year INTEGER NOT NULL,
-    total INTEGER NOT NULL, amo INTEGER NOT NULL, amc INTEGER NOT NULL,
-    patient INTEGER NOT NULL, franchise INTEGER NOT NULL,
-    lot INTEGER,                      -- NULL while open
-    sealed BLOB NOT NULL,             -- AES-GCM of JSON, newline, B2, bound to the row
-    csv TEXT NOT NULL,                -- the accounts row: no personal data
-    UNIQUE (finess, invoice_no)
-);
-CREATE INDEX IF NOT EXISTS sheet_lot ON sheet (finess, lot, seq);
-CREATE TABLE IF NOT EXISTS franchise_year (   -- running total per person and year (the cap)
-    person_key TEXT NOT NULL, year INTEGER NOT NULL, charged INTEGER NOT NULL,
-    PRIMARY KEY (person_key, year)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS lot (
-    finess TEXT NOT NULL, seq INTEGER NOT NULL, count INTEGER NOT NULL,
-    first_invoice INTEGER NOT NULL, last_invoice INTEGER NOT NULL,
-    opened_at INTEGER NOT NULL, closed_at INTEGER NOT NULL,
-    total INTEGER NOT NULL, amo INTEGER NOT NULL, amc INTEGER NOT NULL,
-    patient INTEGER NOT NULL, franchise INTEGER NOT NULL,
-    prev_hash TEXT NOT NULL, hash TEXT NOT NULL,
-    PRIMARY KEY (finess, seq)
-);
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS export (
-    finess TEXT NOT NULL, lot INTEGER NOT NULL, kind TEXT NOT NULL,
-    name TEXT NOT NULL, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
-    exported_at INTEGER NOT NULL,
-    PRIMARY KEY (finess, lot, kind)
-);
-"""
 LOT_ROWS = (
     "SELECT invoice_no, transaction_id, sealed, CAST(csv AS BLOB) FROM sheet "
     "WHERE finess=? AND lot=? ORDER BY seq"
@@ -108,36 +66,6 @@ LOT_COLUMNS = (
 )
 
 
-def person_key(ref: PatientRef, cipher: SheetCipher) -> str:
-    return cipher.person_key(ref)
-
-
-def _request_parts(d: Dispensation, pkey: str) -> bytes:
-    tx = d.transaction
-    parts = (
-        tx.transaction_id, pkey, tx.presentation.credential_id.hex(),
-        d.finess, d.pharmacist_rpps, d.prescriber_rpps, str(d.prescribed_on),
-        str(d.dispensed_on), int(d.nature), d.tiers_payant.amo, d.tiers_payant.amc,
-        tuple((x.code, x.quantity, x.unit_price, x.base, x.rate, x.amo, x.amc, x.patient)
-              for x in d.lines),
-    )
-    return repr(parts).encode()
-
-
-def input_digest(d: Dispensation, cipher: SheetCipher) -> str:
-    """What identifies the request itself, to tell a retry from a different bill (keyed)."""
-    return cipher.digest(_request_parts(d, cipher.person_key(d.transaction.patient)))
-
-
-def _v1_person_key(ref: PatientRef) -> str:
-    """Schema 1's person key (unkeyed): only to migrate, and to recognise a retry of a
-    transaction recorded before the migration."""
-    raw = f"{ref.insured_nir}|{ref.birth_date}|{ref.birth_rank}".encode()
-    return hashlib.sha256(raw).hexdigest()[:32]
-
-
-def _v1_input_digest(d: Dispensation) -> str:
-    return hashlib.sha256(_request_parts(d, _v1_person_key(d.transaction.patient))).hexdigest()
 
 
 class Journal:
@@ -208,7 +136,7 @@ class Journal:
             return JournalError(f"billing journal {self.path} has schema {found}, newer "
                                 f"than this program's {ours}")
         try:
-            schema = Schema((SCHEMA, self._migrate_v1), fresh=SCHEMA)
+            schema = Schema((SCHEMA, lambda db: migrate_v1(db, self.cipher)), fresh=SCHEMA)
             assert schema.version == SCHEMA_VERSION
             return migrate(self.db, schema, too_new=too_new)
         except sqlite3.Error as e:
@@ -216,50 +144,6 @@ class Journal:
                 raise StorageFull(f"billing journal {self.path}: schema not migrated: {e} "
                                   "(disk full or write failed): free space, then retry") from e
             raise
-
-    def _migrate_v1(self, db: sqlite3.Connection) -> None:
-        """Schema 1 -> 2, in one transaction: every sheet's texts sealed, person keys and
-        franchise totals re-keyed with the HMAC, input digests kept as 'v1:' (a retry of a
-        transaction recorded before is still recognised), and the key check stored with the
-        sealed rows. Lots are untouched: the chain covers the plaintext, which does not
-        change."""
-        db.execute("DROP INDEX IF EXISTS sheet_lot")
-        db.execute("ALTER TABLE sheet RENAME TO sheet_v1")
-        run_step(db, SCHEMA)
-        keys: dict[str, str] = {}
-        rows = db.execute(
-            "SELECT seq, transaction_id, input_digest, finess, invoice_no, recorded_at, "
-            "person_key, year, total, amo, amc, patient, franchise, lot, body, b2, csv "
-            "FROM sheet_v1 ORDER BY seq")
-        insert = (
-            "INSERT INTO sheet (seq, transaction_id, input_digest, finess, invoice_no, "
-            "recorded_at, person_key, year, total, amo, amc, patient, franchise, lot, sealed, "
-            "csv) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
-        while batch := rows.fetchmany(1000):
-            out = []
-            for (seq, tx_id, digest, finess, invoice, recorded, old_key, year, total, amo, amc,
-                 patient, franchise, lot, body, b2, csv) in batch:
-                sheet = sheet_from_json(body)
-                new_key = self.cipher.person_key(
-                    PatientRef(sheet.insured_nir, sheet.birth_date, sheet.birth_rank))
-                if keys.setdefault(old_key, new_key) != new_key:
-                    raise JournalError(f"migration: invoice {finess}/{invoice}: person key "
-                                       "differs from its sheet's; run verify")
-                sealed = self.cipher.seal(finess, invoice, tx_id, join_texts(body, b2))
-                out.append((seq, tx_id, "v1:" + digest, finess, invoice, recorded, new_key,
-                            year, total, amo, amc, patient, franchise, lot, sealed, csv))
-            db.executemany(insert, out)
-        db.execute("DROP TABLE sheet_v1")
-        totals = db.execute("SELECT person_key, year, charged FROM franchise_year").fetchall()
-        db.execute("DELETE FROM franchise_year")
-        lost = [t for t in totals if t[0] not in keys]
-        db.executemany("INSERT INTO franchise_year VALUES (?, ?, ?)",
-                       [(keys[k], y, c) for k, y, c in totals if k in keys])
-        if lost:  # unreachable (no sheet of theirs) and keyed by the clear hash: dropped
-            log.warning("migration: franchise totals without a sheet dropped",
-                        extra={"count": len(lost)})
-        db.execute("INSERT OR REPLACE INTO meta VALUES ('key_check', ?)",
-                   (self.cipher.key_check(),))
 
     def close(self) -> None:
         self.db.close()
