@@ -34,6 +34,7 @@ from . import codec
 from .client import RightsClient
 from .crypto import RowCipher, load_or_create_key
 from .errors import CacheCorrupt, ServiceError, ServiceUnavailable, WrongKey
+from .files import quarantine
 from .model import BeneficiaryId, RightsAnswer, RightsRecord, Source, Status
 from .policy import StalenessPolicy
 from .sources import from_credential
@@ -43,7 +44,6 @@ from .store import (
     MEANS_OPPOSED,
     MEANS_SUSPENDED,
     RightsStore,
-    quarantine,
 )
 
 log = logging.getLogger("comptoir.rights")

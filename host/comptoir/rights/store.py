@@ -11,9 +11,7 @@ CacheFull, so what was committed before stays committed.
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import struct
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,9 +26,9 @@ from comptoir.storage import open_sqlite, write_failed
 from . import codec, migrations
 from .crypto import RowCipher
 from .errors import CacheCorrupt, CacheFull, RightsError, WrongKey
+from .files import check_file
 from .model import BeneficiaryId, RightsRecord, Source, Sourced, merge
 
-_SQLITE_MAGIC = b"SQLite format 3\x00"
 _SAMPLE_ROWS = 16
 
 # States of a presented means (phone credential), from the status list or the opposition list.
@@ -44,27 +42,6 @@ class Counts:
     means: int
     schema_version: int
     file_bytes: int
-
-
-def check_file(path: Path) -> None:
-    """Header checks SQLite itself does lazily: a zero-length or truncated file must not be
-    mistaken for an empty or shorter database."""
-    size = path.stat().st_size
-    if size == 0:
-        raise CacheCorrupt("database file is empty (truncated to 0 bytes)")
-    with path.open("rb") as f:
-        header = f.read(100)
-    if len(header) < 100 or not header.startswith(_SQLITE_MAGIC):
-        raise CacheCorrupt("not a SQLite database (bad header)")
-    page_size = struct.unpack(">H", header[16:18])[0]
-    page_size = 65536 if page_size == 1 else page_size
-    change_counter, pages = struct.unpack(">II", header[24:32])
-    valid_for = struct.unpack(">I", header[92:96])[0]
-    # The page count in the header is trustworthy only when valid-for equals the change counter.
-    if valid_for == change_counter and pages and size < pages * page_size:
-        raise CacheCorrupt(f"database file truncated ({size} bytes, header says {pages} pages)")
-    if size % page_size:
-        raise CacheCorrupt("database file length is not a whole number of pages")
 
 
 class RightsStore:
@@ -443,17 +420,3 @@ class RightsStore:
 
 def _closed(who: BeneficiaryId, source: Source, obtained_at: int) -> RightsRecord:
     return RightsRecord(who, amo=Sourced((), source, obtained_at))
-
-
-def quarantine(path: Path, stamp: int) -> Path | None:
-    """Move a suspect database (and its WAL and shared-memory files) aside, kept for support;
-    returns the new path of the main file."""
-    moved = None
-    for suffix in ("", "-wal", "-shm"):
-        src = path.with_name(path.name + suffix)
-        if src.exists():
-            dst = path.with_name(f"{path.name}.corrupt-{stamp}{suffix}")
-            os.replace(src, dst)
-            if suffix == "":
-                moved = dst
-    return moved
