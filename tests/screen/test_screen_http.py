@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from api_fixtures import call
@@ -294,3 +296,19 @@ def test_connections_are_capped(env: Env) -> None:
             pass
         time.sleep(0.05)
     assert env.request("GET", "/static/screen.css")[0] == 200
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E),
+                    max_size=80),
+       cookie=st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E),
+                      max_size=120),
+       method=st.sampled_from(["GET", "POST"]))
+def test_any_path_and_cookie_get_an_answer_never_a_failure(env: Env, path: str, cookie: str,
+                                                           method: str) -> None:
+    status, headers, _ = env.request(method, "/" + path.lstrip("/"),
+                                     None if method == "GET" else {"x": 1},
+                                     headers={"Cookie": cookie})
+    assert status in (200, 303, 400, 401, 403, 404, 405, 415, 422), (path, status)
+    assert "content-security-policy" in headers
