@@ -312,3 +312,18 @@ def test_any_path_and_cookie_get_an_answer_never_a_failure(env: Env, path: str, 
                                      headers={"Cookie": cookie})
     assert status in (200, 303, 400, 401, 403, 404, 405, 415, 422), (path, status)
     assert "content-security-policy" in headers
+
+
+def test_an_open_transaction_is_back_on_its_counter_after_a_restart(env: Env,
+                                                                   tmp_path: Path) -> None:
+    tx = env.present()
+    done = env.present(beneficiaries=0, seed=12)  # later, but cancelled: not shown again
+    env.store.cancel(done)
+    env.screen.stop()
+    env.screen = ScreenServer(env.store, env.feed, links=SignInLinks(tmp_path / "links2"),
+                              port=0, boards=lambda: env.status).start()
+    cookie, _ = env.sign_in()
+    (counter,) = json.loads(env.request("GET", "/ecran/etat",
+                                        headers={"Cookie": cookie})[2])["counters"]
+    assert counter["transaction"] == tx and counter["tx_state"] == "awaiting_beneficiary"
+    assert counter["presentation"]["verdict"] == "choose_beneficiary"

@@ -11,12 +11,13 @@ import datetime as dt
 import logging
 import queue
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from comptoir import clock
 from comptoir.api.feed import EventFeed
 from comptoir.events import BoardStatus
+from comptoir.transactions import TransactionView
 
 log = logging.getLogger("comptoir.screen")
 
@@ -55,7 +56,18 @@ class Counters:
         self._sub = feed.subscribe()
         self._thread = threading.Thread(target=self._run, name="screen counters", daemon=True)
 
-    def start(self) -> Counters:
+    def start(self, open_now: Iterable[TransactionView] = ()) -> Counters:
+        """`open_now`: transactions still open when the screen starts (a daemon restarted
+        while a patient was at the counter), shown on their counters until the next event."""
+        with self._lock:
+            for tx in sorted(open_now, key=lambda t: t.created_at):
+                c = self._counter(tx.port)
+                c["presentation"] = {
+                    "verdict": "choose_beneficiary" if tx.state == "awaiting_beneficiary"
+                    else "accepted", "reason": "", "channel": tx.channel,
+                    "at": _iso(tx.created_at), "at_ms": int(tx.created_at * 1000)}
+                c["transaction"], c["tx_state"] = tx.id, str(tx.state)
+                self._tx_port[tx.id] = tx.port
         self._thread.start()
         return self
 

@@ -26,7 +26,7 @@ from typing import Any
 from comptoir import clock
 from comptoir.api.errors import status_of
 from comptoir.api.feed import EventFeed
-from comptoir.api.server import ApiError, parse_json
+from comptoir.api.request_json import ApiError, parse_json
 from comptoir.events import BoardStatus
 from comptoir.transactions import JournalBiller, TransactionError, TransactionStore
 
@@ -42,6 +42,7 @@ MAX_BODY = 16 * 1024
 KEEPALIVE_S = 10.0
 IDLE_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 32
+RECOVER_LAST = 200  # transactions looked at for open ones when the screen starts
 STATIC = {"screen.js": "text/javascript; charset=utf-8", "screen.css": "text/css; charset=utf-8"}
 _TX = r"(?P<tx>[0-9a-f]{32})"
 _ROUTES: tuple[tuple[str, re.Pattern[str], str], ...] = tuple(
@@ -174,10 +175,25 @@ class ScreenServer:
         return link_for(self.url, self.links.issue())
 
     def start(self) -> ScreenServer:
-        self.counters.start()
+        self.counters.start(self._open_now())
         self._thread.start()
         log.info("counter screen listening", extra={"url": self.url})
         return self
+
+    def _open_now(self) -> list[Any]:
+        """The transactions open at start (after a restart), among the most recent ones."""
+        counts = self.store.counts()
+        if not counts.get("awaiting_beneficiary") and not counts.get("ready"):
+            return []
+        found = []
+        for tx_id in self.store.ids()[-RECOVER_LAST:]:
+            try:
+                tx = self.store.get(tx_id)
+            except TransactionError:
+                continue
+            if str(tx.state) in ("awaiting_beneficiary", "ready"):
+                found.append(tx)
+        return found
 
     def stop(self) -> None:
         self.counters.stop()
