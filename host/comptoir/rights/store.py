@@ -153,11 +153,8 @@ class RightsStore:
             raise CacheCorrupt("a row's identity does not match its lookup key")
         return record
 
-    def upsert(self, records: Iterable[RightsRecord]) -> int:
-        """Merge each record into what is stored (fresher part wins). Returns rows changed."""
-        return int(self._write(lambda db: self._upsert(db, records)))
-
     def _upsert(self, db: sqlite3.Connection, records: Iterable[RightsRecord]) -> int:
+        """Merge each record into what is stored (fresher part wins). Returns rows changed."""
         changed = 0
         for record in records:
             lookup = self._cipher.lookup(record.who.canonical())
@@ -306,16 +303,6 @@ class RightsStore:
         with self._lock:
             row = self._db.execute("SELECT row FROM persons WHERE lookup = ?", (lookup,)).fetchone()
         return None if row is None else self._open_row(lookup, row[0], who)
-
-    def family_members(self, nir: str) -> list[RightsRecord]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT lookup, row FROM persons WHERE family = ?", (self._cipher.family(nir),)
-            ).fetchall()
-        records = [self._open_row(bytes(lk), blob, None) for lk, blob in rows]
-        if any(r.who.nir != nir for r in records):
-            raise CacheCorrupt("a row's family does not match its identity")
-        return records
 
     def means(self, credential_id: bytes) -> Sourced[int] | None:
         with self._lock:

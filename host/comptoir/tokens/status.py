@@ -140,10 +140,6 @@ class StatusLists:
     def grace(self) -> int:
         return self._grace
 
-    def needs_refresh(self, list_id: str, now: int) -> bool:
-        current = self._lists.get(list_id)
-        return current is None or now >= current.issued_at + current.ttl
-
     def status(self, list_id: str | None, index: int, now: int) -> int:
         current = self._lists.get(list_id) if list_id is not None else None
         if current is None:

@@ -289,10 +289,6 @@ class Verifier:
                 del cache[next(iter(cache))]  # the oldest entry
             cache[cred_bytes] = entry
 
-    def clear_credential_cache(self) -> None:
-        with self._cache_lock:
-            self._cache.clear()
-
     @staticmethod
     def _issuer(
         cred_sign1: cose.Sign1,
