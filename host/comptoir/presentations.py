@@ -7,7 +7,6 @@ as `comptoir pki` publishes them)."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from comptoir.clock import now as clock_now
 from comptoir.nfc_service import NfcService, Presentation
 from comptoir.qr import QrPipeline
+from comptoir.tasks import Task, periodic
 from comptoir.tokens.challenges import ChallengeRegistry
 from comptoir.tokens.replay import VerifierState, import_sqlite_state, load_pepper
 from comptoir.tokens.status import StatusLists
@@ -69,10 +69,10 @@ def load_verifier(trust_dir: Path, state_dir: Path) -> tuple[Verifier, Challenge
 class PresentationServices:
     nfc: NfcService
     qr: QrPipeline
-    _stop: threading.Event
+    challenges_task: Task
 
     def stop(self) -> None:
-        self._stop.set()
+        self.challenges_task.stop()
 
 
 def attach(daemon: Any, verifier: Verifier, challenges: ChallengeRegistry, *,
@@ -85,11 +85,7 @@ def attach(daemon: Any, verifier: Verifier, challenges: ChallengeRegistry, *,
                         Presentation(port, bid, oid, "qr", res, time.monotonic())))
     daemon.subscribe(nfc.on_event)
     daemon.subscribe(qr.on_event)
-    stop = threading.Event()
-
-    def tick() -> None:
-        while not stop.wait(1.0):
-            nfc.tick()  # keep every NFC board's challenge fresh
-
-    threading.Thread(target=tick, daemon=True, name="challenge refresh").start()
-    return PresentationServices(nfc, qr, stop)
+    # Keeps every NFC board's challenge fresh.
+    task = periodic("challenge refresh", 1.0, nfc.tick, at_start=False)
+    task.start()
+    return PresentationServices(nfc, qr, task)
