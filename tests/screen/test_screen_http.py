@@ -137,6 +137,8 @@ def test_one_time_link_cookie_and_csrf(env: Env) -> None:
     assert env.request("GET", path)[0] == 303
     assert env.request("GET", path)[0] == 403
     assert env.request("GET", "/connexion?jeton=" + "A" * 43)[0] == 403
+    assert env.request("GET", "/connexion?" + "&".join(["jeton=x"] * 9))[0] == 403
+    assert env.request("GET", "/connexion")[0] == 403
 
 
 def test_headers_host_and_static(env: Env) -> None:

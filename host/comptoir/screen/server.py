@@ -356,7 +356,10 @@ class _Handler(BaseHTTPRequestHandler):
     # --- pages -----------------------------------------------------------------------------
 
     def h_sign_in(self, screen: ScreenServer, _s: Any, query: str) -> None:
-        values = urllib.parse.parse_qs(query, max_num_fields=4).get("jeton", [])
+        try:
+            values = urllib.parse.parse_qs(query, max_num_fields=4).get("jeton", [])
+        except ValueError:  # more fields than a link has
+            values = []
         if len(values) != 1 or not screen.links.redeem(values[0]):
             page = _static("signin.html").replace(b"{{message}}", "Lien de connexion invalide, "
                                                   "déjà utilisé ou expiré.".encode())

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from comptoir import clock
 SECRET_BYTES = 32  # token_urlsafe(32): 43 characters
 _SECRET = re.compile(r"[A-Za-z0-9_-]{43}")
 MAX_SESSIONS = 64  # a pharmacy has a few counters; the oldest session goes first
+CLAIM_LEFTOVER_S = 60.0  # a claimed link file older than this was left by a crash
 
 
 def is_secret(value: object) -> bool:
@@ -75,8 +77,12 @@ class SignInLinks:
         now = clock.now()
         for f in self.directory.iterdir():
             try:
-                expires = float(f.read_text(encoding="ascii").strip()) if "." not in f.name \
-                    else 0.0
+                if "." in f.name:  # claimed by a redeem: its own to remove, unless left over
+                    if time.time() - f.stat().st_mtime < CLAIM_LEFTOVER_S:
+                        continue
+                    expires = 0.0
+                else:
+                    expires = float(f.read_text(encoding="ascii").strip())
             except (OSError, ValueError):
                 expires = 0.0
             if expires < now:
