@@ -329,3 +329,11 @@ def test_an_open_transaction_is_back_on_its_counter_after_a_restart(env: Env,
                                         headers={"Cookie": cookie})[2])["counters"]
     assert counter["transaction"] == tx and counter["tx_state"] == "awaiting_beneficiary"
     assert counter["presentation"]["verdict"] == "choose_beneficiary"
+
+
+@settings(max_examples=100, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(query=st.text(alphabet=st.sampled_from("jeton=&;%+Aa0_-.~?/#"), max_size=120))
+def test_no_sign_in_query_but_an_issued_link_opens_a_session(env: Env, query: str) -> None:
+    status, headers, _ = env.request("GET", "/connexion?" + query)
+    assert status == 403 and "set-cookie" not in headers
