@@ -100,7 +100,10 @@ def test_tap_keyboard_choice_dispensation_and_a_second_page(bench: Bench) -> Non
     tx = bench.tx_of(ev)
     bench.keys("3")
     bench.wait(lambda d: "pending" in (_attr('#people li[data-person="2"]', "class")(d) or ""))
-    assert d.switch_to.active_element.get_attribute("data-person") == "2"  # visible focus
+    assert d.switch_to.active_element.get_attribute("data-person") == "2"
+    focus = d.execute_script("const s = getComputedStyle(document.activeElement);"
+                             "return [s.outlineStyle, s.outlineWidth];")
+    assert focus[0] != "none" and float(focus[1].rstrip("px")) >= 3, focus  # visible focus
     bench.keys(Keys.ENTER)
     bench.wait(lambda d: not d.find_element("id", "dispense").get_attribute("hidden"),
                what="the dispensation form")

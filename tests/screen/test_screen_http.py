@@ -205,6 +205,25 @@ def test_dispensation_gives_the_care_sheet_the_api_shows(env: Env) -> None:
     assert day["open_lots"][0]["sheets"] == 1
 
 
+def test_two_counters_are_kept_apart(env: Env) -> None:
+    other = "/dev/comptoir-B"
+    env.status[other] = BoardStatus(other, "up", BoardInfo("b2c3", "reader-B", "0.1.0",
+                                                          ("nfc",), 512))
+    cookie, _ = env.sign_in()
+    tx = env.present()
+    env.feed.on_event(PortLost(other, "unplugged"))
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        raw = env.request("GET", "/ecran/etat", headers={"Cookie": cookie})[2]
+        a, b = json.loads(raw)["counters"]
+        if a["transaction"] == tx and b["link"] == "absent":
+            break
+        time.sleep(0.02)
+    assert (a["port"], a["link"], a["transaction"]) == (PORT, "up", tx)
+    assert (b["port"], b["link"], b["transaction"], b["presentation"]) == (
+        other, "absent", None, None)
+
+
 def test_counters_follow_the_feed(env: Env) -> None:
     cookie, _ = env.sign_in()
     env.feed.on_event(PortLost(PORT, "unplugged"))
