@@ -33,6 +33,7 @@ from comptoir.storage import (
     migrate,
     open_sqlite,
     write_failed,
+    write_transaction,
 )
 
 from . import crashpoints
@@ -158,16 +159,10 @@ class Journal:
     def write(self, what: str = "change") -> Iterator[sqlite3.Connection]:
         """One IMMEDIATE transaction: committed whole, or nothing of it kept. A disk full or
         a failed write (at any statement or at the commit) raises StorageFull naming `what`."""
-        self.db.execute("BEGIN IMMEDIATE")
         try:
-            yield self.db
-            self.db.execute("COMMIT")
+            with write_transaction(self.db):
+                yield self.db
         except BaseException as e:
-            # SQLite itself rolls back on a full disk or an I/O error: a second ROLLBACK
-            # would fail ("no transaction is active") and hide the real error. And a failed
-            # COMMIT must not leave the transaction open for the next BEGIN.
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
             if write_failed(e):
                 raise StorageFull(
                     f"billing journal {self.path}: {what} not recorded: {e} (disk full or "

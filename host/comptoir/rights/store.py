@@ -21,7 +21,7 @@ from typing import Any
 import cbor2
 from cryptography.exceptions import InvalidTag
 
-from comptoir.storage import open_sqlite, write_failed
+from comptoir.storage import open_sqlite, write_failed, write_transaction
 
 from . import codec, migrations
 from .crypto import RowCipher
@@ -118,14 +118,8 @@ class RightsStore:
         with self._lock:
             db = self._db
             try:
-                db.execute("BEGIN IMMEDIATE")
-                try:
+                with write_transaction(db):
                     result = fn(db)
-                    db.execute("COMMIT")
-                except BaseException:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    raise
             except sqlite3.OperationalError as exc:
                 if write_failed(exc):
                     raise CacheFull("rights cache: disk full, update not stored") from None

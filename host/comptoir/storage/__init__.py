@@ -15,6 +15,7 @@ from .keys import KEY_BYTES, load_or_create_key
 from .migrations import Schema, Step, migrate, run_step
 from .sealing import NONCE_BYTES, TAG_BYTES, Sealer, derive_key
 from .sqlite import SQLITE, checkpoint, open_sqlite
+from .transactions import write_transaction
 
 __all__ = [
     "KEY_BYTES",
@@ -35,4 +36,5 @@ __all__ = [
     "open_sqlite",
     "run_step",
     "write_failed",
+    "write_transaction",
 ]

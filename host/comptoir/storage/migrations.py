@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from .backend import Connection, Dialect
 from .sqlite import SQLITE
+from .transactions import write_transaction
 
 Step = str | Callable[[Connection], None]
 
@@ -78,14 +79,6 @@ def statements(script: str) -> list[str]:
 
 
 def _in_transaction(db: Connection, dialect: Dialect, step: Step, version: int) -> None:
-    db.execute(dialect.begin_write)
-    try:
+    with write_transaction(db, dialect):
         run_step(db, step)
         dialect.write_version(db, version)
-        db.execute("COMMIT")
-    except BaseException:
-        # SQLite rolls back by itself on a full disk or an I/O error: a second ROLLBACK would
-        # fail ("no transaction is active") and hide the real error.
-        if db.in_transaction:
-            db.execute("ROLLBACK")
-        raise
