@@ -12,10 +12,13 @@ from pathlib import Path
 
 import pytest
 from billing_fixtures import SYNTH, dispensation
+from cryptography.exceptions import InvalidTag
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from comptoir.billing import Exporter, IntegrityError, Journal, JournalError, verify
 from comptoir.billing.cli import main as billing_main
-from comptoir.billing.crypto import KeyFileError, default_key_path
+from comptoir.billing.crypto import KeyFileError, SheetCipher, default_key_path, join_texts
 from comptoir.billing.journal import SCHEMA_VERSION, _v1_input_digest, _v1_person_key
 from comptoir.billing.model import PatientRef
 from comptoir.billing.render import sheet_from_json
@@ -320,3 +323,42 @@ def test_key_creation_is_atomic(tmp_path: Path) -> None:
     assert len(key.read_bytes()) == 32
     assert sorted(os.listdir(key.parent)) == ["billing.key"]
     assert hashlib.sha256(key.read_bytes()).hexdigest()  # readable by its owner
+
+
+# The export's fast path (Journal._open_rows: the row's associated data built inline, for the
+# BENCHMARKS.md export figure) must open exactly what the general path (SheetCipher.open) opens,
+# and refuse exactly what it refuses.
+_FAST = Journal.__new__(Journal)
+_FAST.cipher = SheetCipher(bytes(range(32)))
+
+
+@settings(max_examples=200, deadline=None)
+@given(rows=st.lists(st.tuples(st.integers(1, 999_999_999), st.text(min_size=1, max_size=40),
+                               st.binary(max_size=80), st.binary(max_size=80),
+                               st.sampled_from(["ok", "moved", "cut", "flipped"])),
+                     max_size=8),
+       finess=st.from_regex(r"[0-9]{9}", fullmatch=True))
+def test_the_export_fast_path_opens_what_the_general_path_opens(
+        rows: list[tuple[int, str, bytes, bytes, str]], finess: str) -> None:
+    cipher = _FAST.cipher
+    stored, expected, refused = [], [], []
+    for invoice, tx_id, body, b2, damage in rows:
+        body = body.replace(b"\n", b" ")  # a sheet's JSON is compact: no raw newline
+        blob = cipher.seal(finess, invoice, tx_id, join_texts(body, b2))
+        if damage == "moved":
+            blob = cipher.seal(finess, invoice + 1, tx_id, join_texts(body, b2))
+        elif damage == "cut":
+            blob = blob[:27]
+        elif damage == "flipped":
+            blob = blob[:-1] + bytes([blob[-1] ^ 1])
+        stored.append((invoice, tx_id, blob, b"csv"))
+        try:
+            plain = cipher.open(finess, invoice, tx_id, blob)
+        except InvalidTag:
+            refused.append(invoice)
+            continue
+        one, _, two = plain.partition(b"\n")
+        expected.append((one, two, b"csv"))
+    bad: list[int] = []
+    assert _FAST._open_rows(finess, stored, "test", bad) == expected
+    assert bad == refused
