@@ -36,11 +36,17 @@ sysdeps:
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
 	fi
+	@# The PostgreSQL tests start their own server with Debian's initdb and pg_ctl (no service).
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "Installing postgresql (initdb, pg_ctl for the multi-counter tests) with apt-get..."; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; \
+	fi
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[tools,dev]'
+	$(BIN)/pip install -q -e '.[tools,dev,postgres]'
 	touch $@
 
 lint: setup
@@ -63,9 +69,12 @@ flash: setup
 	$(BIN)/comptoir flash --board $(BOARD) --port $(PORT) $(if $(IMAGE),--image $(IMAGE) --erase) $(FLASH_ARGS)
 
 # Release bench: the same scenarios against a real board (no -n: one serial port).
+# First a checklist at the board's REPL (tests/hil/test_00_board_checklist.py): what
+# the twin's ESP32 port stand-in assumes, beside what the board does. REPL_PORT: the
+# Freenove S3's native USB port (its link PORT is the CH343's).
 hil: setup
-	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 BOARD=name"; exit 2; }
-	$(BIN)/pytest -s tests/hil --board-port $(PORT) --board $(BOARD) $(PYTEST_ARGS)
+	@test -n "$(BOARD)" -a -n "$(PORT)" || { echo "usage: make hil PORT=/dev/ttyUSB0 BOARD=name [REPL_PORT=/dev/ttyACM0]"; exit 2; }
+	$(BIN)/pytest -s tests/hil --board-port $(PORT) --board $(BOARD) $(if $(REPL_PORT),--repl-port $(REPL_PORT)) $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache .mypy_cache

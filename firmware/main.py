@@ -3,7 +3,16 @@
 # wiring on the command line:
 #   micropython -X heapsize=100K firmware/main.py --uart host=/dev/pts/4 ...
 # A compiled tree (.mpy, as deployed on a board) is put first with --mpy DIR.
-import sys
+import micropython
+
+# First thing: Ctrl-C off. On the ESP32-CAM and the DevKitC the host link is the
+# REPL's UART, on the Freenove S3 the host's RX pin is UART0's (GPIO44): a 0x03
+# from the host would raise KeyboardInterrupt in the REPL's ISR and park the
+# board at its REPL (review findings 3 and 4). The way back to the REPL is the
+# board layer's escape window (board/esp32.py): three lone Ctrl-C.
+micropython.kbd_intr(-1)
+
+import sys  # noqa: E402
 
 _argv = sys.argv[1:]
 if "--mpy" in _argv:

@@ -1,6 +1,6 @@
 # The board layer: everything the application needs from the hardware, behind
-# one small interface, so that the same application code runs on an ESP32 and,
-# for the software twin, on the MicroPython unix port.
+# one small interface. One backend: board/esp32.py, on an ESP32 and, in the
+# software twin, on the ESP32 port stand-in (tools/comptoir_tools/esp32_port).
 #
 #   board = board.open(argv)        -> a Board
 #   board.name, board.board_id      -> str, bytes
@@ -11,9 +11,4 @@
 #   board.random_bytes(n), board.watchdog(timeout_ms).feed(), board.free_heap()
 #   board.load_config() / board.save_config(dict)  -> persistent settings (JSON)
 #   board.ticks_ms / ticks_diff / sleep_ms
-import sys
-
-if sys.platform == "esp32":
-    from board.esp32 import open  # noqa: F401
-else:
-    from board.unix import open  # noqa: F401
+from board.esp32 import open  # noqa: F401

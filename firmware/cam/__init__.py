@@ -1,5 +1,5 @@
-# The camera layer: one interface over the ESP32 camera module and the twin's
-# simulated camera, so the frame forwarder is the same code on both. Named `cam`,
+# The camera layer: one interface over the ESP32 camera module (in the twin, the
+# ESP32 port stand-in's `camera`, fed by the simulated camera). Named `cam`,
 # not `camera`: the ESP32 C module is `camera`, and MicroPython resolves a
 # built-in module before any package on the filesystem.
 #
@@ -8,15 +8,13 @@
 #   n = c.capture()        # > 0: a new frame of n bytes is held; 0: none yet
 #   c.kind, c.width, c.height                  # KIND_JPEG / KIND_GRAY, pixels
 #   k = c.read(offset, mv)                     # copy frame bytes at offset into mv
-#   c.frame()              # the held frame as a memoryview, or None (file backend)
+#   c.frame()              # the held frame as a memoryview
 #   c.release()            # give the frame back (the driver reuses its buffer)
 #   dec = cam.decoder()    # an on-board QR decoder, or None (see decoder())
 #
 # The board definition's "camera" object configures it (docs/qr.md):
 #   {"model": "OV2640", "resolution": "QVGA"|"VGA", "format": "jpeg"|"gray",
 #    "quality": 85, "fb_count": 1, "max_fps": 5, "pins": {...}}
-import sys
-
 from comptoir_link.compat import const
 
 KIND_JPEG = const(2)  # = frames.OBJ_FRAME_JPEG
@@ -52,6 +50,9 @@ def settings(spec):
     if res not in SIZES:
         raise ValueError("camera resolution %r not in %r" % (res, tuple(SIZES)))
     fmt = spec.get("format") or spec.get("pixel_format", "jpeg")
+    if fmt not in ("jpeg", "gray", "grayscale"):
+        # Anything else used to configure JPEG without a word (finding 11).
+        raise ValueError("camera format %r not in ('jpeg', 'grayscale')" % fmt)
     gray = fmt in ("gray", "grayscale")
     if "quality" in spec:
         quality = spec["quality"]
@@ -70,18 +71,23 @@ def spec_of(board):
 
 
 def open(board, source=None):
+    """The board's camera, or None. (`source` was the twin's camera file: the
+    twin's camera is now behind the ESP32 port stand-in's `camera` module.)"""
     spec = spec_of(board)
-    if sys.platform == "esp32":
-        if spec is None:
-            return None
+    if spec is None:
+        return None
+    # A stock image has no `camera` module (ImportError); Camera() raises OSError
+    # when the sensor gives no first frame (micropython-camera-API modcamera_api.c).
+    # Either way the board runs without its camera: the link and NFC must not go
+    # down with it (review finding 2).
+    try:
         from cam.esp32 import Esp32Camera
 
         return Esp32Camera(spec)
-    if source is None:
+    except (ImportError, OSError) as e:
+        if board.log:
+            print("camera: none (%s: %s)" % (type(e).__name__, e), file=board.log)
         return None
-    from cam.unix import FileCamera
-
-    return FileCamera(source, spec or {})
 
 
 class _ModuleDecoder:

@@ -39,17 +39,30 @@ class Esp32Camera:
         if "xclk_hz" in spec:
             kw["xclk_freq"] = spec["xclk_hz"]
         self._hw = hw.Camera(**kw)
+        # The frame being forwarded is ours, not the driver's: a frame buffer held
+        # for the seconds a frame takes to send makes the driver print
+        # "cam_hal: EV-VSYNC-OVF" on UART0 with the ROM printf, into the host link
+        # of an ESP32-CAM (review finding 12), and the driver's view is signed
+        # (typecode 'b', modcamera.c). One copy per frame sent, into a buffer made
+        # once (camera boards have PSRAM: MicroPython's heap is megabytes).
+        self._buf = bytearray(self.width * self.height)
         self._mv = None
 
     def capture(self):
         # Never block the loop for a frame period (up to 330 ms for gray VGA).
         if not self._hw.frame_available():
             return 0
-        mv = self._hw.capture()  # a memoryview of the driver's buffer, no copy
+        mv = self._hw.capture()  # a memoryview of the driver's buffer
         if mv is None or not len(mv):
             return 0
-        self._mv = mv
-        return len(mv)
+        n = len(mv)
+        if n > len(self._buf):
+            self._hw.free_buffer()
+            return 0
+        self._buf[:n] = mv
+        self._hw.free_buffer()  # back to the driver at once
+        self._mv = memoryview(self._buf)[:n]
+        return n
 
     def frame(self):
         return self._mv
@@ -67,9 +80,7 @@ class Esp32Camera:
         return n
 
     def release(self):
-        if self._mv is not None:
-            self._mv = None
-            self._hw.free_buffer()
+        self._mv = None
 
     def close(self):
         self.release()

@@ -1,6 +1,7 @@
 """End to end on the real interpreter: the firmware's NFC flow (compiled to
-.mpy) on the MicroPython unix port with an ESP32-sized heap, reading taps from
-the PN532 simulator through the board's PtyUart. Reports the heap."""
+.mpy) on the ESP32 port stand-in (MicroPython unix port) with an ESP32-sized
+heap, reading taps from the PN532 simulator through a machine.UART (UART2, the
+simulator on its pins). Reports the heap."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from comptoir_tools import esp32_port
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.phone import Phone, default_presentation, verify_default_presentation
 from comptoir_tools.pn532_sim import PN532Sim
@@ -20,14 +22,14 @@ TAPS = 6
 
 SCRIPT = """
 import gc, sys, hashlib, binascii
-sys.path.insert(0, %(fw)r)
-from board.unix import PtyUart
+from machine import UART
 from pn532.chip import PN532
 from pn532.transport import UartTransport
 from nfc_reader import NfcReader
 from comptoir_link.compat import ticks_ms, ticks_diff
 
-reader = NfcReader(PN532(UartTransport(PtyUart(%(port)r))))
+uart = UART(2, baudrate=115200, tx=14, rx=13, rxbuf=1024, txbuf=512, timeout=0, timeout_char=2)
+reader = NfcReader(PN532(UartTransport(uart)))
 reader.start()
 gc.collect()
 print("READY", gc.mem_free())
@@ -67,12 +69,14 @@ def test_taps_on_micropython_with_100k_heap(tmp_path: Path) -> None:
     fw = tmp_path / "fw"
     compile_tree(ROOT / "firmware", fw)
     with PN532Sim(seed=21) as sim:
-        script = tmp_path / "nfc_e2e.py"
-        script.write_text(SCRIPT % {"fw": str(fw), "port": sim.port, "taps": TAPS})
-        proc = subprocess.Popen(
-            [str(MICROPYTHON), "-X", "heapsize=100K", str(script)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-        )
+        flash = esp32_port.deploy(tmp_path / "flash", fw, {"name": "nfc-e2e"},
+                                  board_id="a1b2", pair_key=None)
+        (flash / "nfc_e2e.py").write_text(SCRIPT % {"taps": TAPS})
+        cmd = esp32_port.command(flash, {"name": "nfc-e2e"}, {}, heap="100K", camera=None,
+                                 micropython=MICROPYTHON, extra=["--uart", f"2={sim.port}",
+                                                                 "--script", "/nfc_e2e.py"])
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, cwd=ROOT)
         assert proc.stdout is not None
         phones: list[Phone] = []
         lines: list[str] = []
@@ -81,6 +85,8 @@ def test_taps_on_micropython_with_100k_heap(tmp_path: Path) -> None:
         try:
             for line in proc.stdout:
                 lines.append(line.rstrip())
+                if not line.split():
+                    continue
                 word, *rest = line.split()
                 if word in ("READY", "GONE"):
                     if word == "GONE":

@@ -51,7 +51,7 @@ class _Board:
             host = os.ttyname(slave)
             self._slave = slave
         fp = FirmwareProcess(fw, {"host": host, "pn532": str(self.sim.port)},
-                             bauds={"host": 115200, "pn532": 115200}, board_id="a1b2c3d4",
+                             board_id="a1b2c3d4",
                              state_dir=tmp / f"state-{mode}", board_file=board_file,
                              heap=heap, restart=False)
         (tmp / f"state-{mode}").mkdir(exist_ok=True)
@@ -143,8 +143,9 @@ def board_on(tmp_path: Path):
 
 
 def _settled_heap(b: _Board) -> int:
-    # The loop collects after a second of idle link: wait for two of them.
-    time.sleep(2.5)
+    # The loop collects after a second of idle link: wait for two of them (the host
+    # keeps serving its link meanwhile, as the daemon does).
+    b.until(lambda: False, 2.5)
     return b.status()["heap_after_gc"]
 
 
@@ -159,7 +160,10 @@ def test_link_over_stdio_carries_ctrl_c_bytes(board_on) -> None:
     # One frame at a time, each until answered: on a loaded machine the link may restart
     # (a stall past the heartbeat loss), and a frame sent in the old session is not answered
     # in the new one; then the same frame is sent again.
-    sizes = (1, 3, 64, 300, 480)
+    # (At most 200 bytes: the ESP32's REPL keeps 260 received bytes,
+    # ports/esp32/mphalport.c stdin_ringbuf, and this test's pipe delivers a frame
+    # in one burst, faster than any line; docs/boards.md.)
+    sizes = (1, 3, 64, 150, 200)
     for sent, size in enumerate(sizes, start=1):
         for _attempt in range(3):
             assert b.until(lambda size=size: b.link.send(0x7E, b"\x03" * size))
@@ -177,8 +181,8 @@ def test_link_over_stdio_carries_ctrl_c_bytes(board_on) -> None:
     # a good frame (the banner and the LED lines went to stderr).
     assert b.link.counters is not None
     text = b"".join(b.stderr).decode(errors="replace")
-    assert "comptoir reader" in text and "OUT led_ready 1" in text, text
-    assert b"comptoir reader" not in b.rx and b"OUT " not in b.rx
+    assert "OUT led_ready 1" in text, text  # the board's LEDs, on the twin's console
+    assert b"OUT " not in b.rx and b"Traceback" not in b.rx
 
 
 def test_stdio_link_ends_with_its_host(board_on) -> None:

@@ -363,6 +363,17 @@ class _Checker:
                     if key in u:
                         self.err(f"{where}.{key}", "the REPL's UART keeps MicroPython's own "
                                  "buffers: this setting would be ignored")
+                # machine.UART(0, baudrate=...) raises OSError on the REPL's UART
+                # (ports/esp32 machine_uart.c, >= 1.23; review finding 1): the firmware
+                # never changes its rate, so the link runs at the image's REPL rate.
+                image_baud = u.get("image_baud", 115200)
+                if u["baud"] != image_baud:
+                    self.err(f"{where}.baud", f"the REPL's UART runs at the image's rate "
+                             f"({image_baud}; MICROPY_HW_UART_REPL_BAUD, \"image_baud\"): "
+                             f"{u['baud']} baud would need machine.UART(0), which raises "
+                             "OSError there")
+            elif "image_baud" in u:
+                self.err(f"{where}.image_baud", "only the REPL's UART has an image rate")
         host = d["uarts"]["host"]
         bridge = d["usb"].get("bridge")
         on_bridge = (host["tx"], host["rx"]) == chip.console or d["usb"]["repl"] == "native"

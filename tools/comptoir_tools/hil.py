@@ -123,6 +123,9 @@ def add_pytest_options(parser: Any) -> None:
                     "scenarios run on the twin and hardware-only (hil) tests skip")
     group.addoption("--board", default=None, metavar="NAME",
                     help=f"board definition ({', '.join(boards_mod.list_boards())})")
+    group.addoption("--repl-port", default=None, metavar="PORT",
+                    help="the board's REPL port when it is not --board-port (the Freenove "
+                    "S3's native USB), for make hil's checklist")
     group.addoption("--paired-dir", default=None, metavar="DIR",
                     help="host directory of paired boards (default ~/.config/comptoir/boards)")
 
@@ -216,8 +219,8 @@ class SerialTarget(Target):
 
 
 class TwinTarget(Target):
-    """The same firmware on the MicroPython unix port, behind the wire model, with
-    the board definition given to it as --board-file (as deployed: slimmed)."""
+    """The same firmware on the ESP32 port stand-in (MicroPython unix port), behind
+    the wire model, with the board definition deployed as /board.json (slimmed)."""
 
     def __init__(self, board: str, *, workdir: Path | None = None, heartbeat_ms: int = 1000,
                  baud: int | None = None) -> None:

@@ -1,7 +1,8 @@
 """The software twin: the real firmware on the real MicroPython interpreter,
 the real host daemon, and between them the wire model over pseudo-terminals.
 
-    firmware (micropython -X heapsize=100K main.py)  <-pty->  WireModel  <-pty->  Daemon
+    firmware (main.py on the ESP32 port stand-in, micropython -X heapsize=...)
+        <-pty->  WireModel  <-pty->  Daemon
 
 Each simulated board is a FirmwareProcess (supervised as a board is: when it
 exits — a watchdog reset, a crash — it is started again) behind its own
@@ -21,6 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from comptoir import presentations
 from comptoir.daemon import Daemon
@@ -28,7 +30,7 @@ from comptoir.events import BoardUp
 from comptoir.nfc_service import NfcService
 from comptoir.pairing import PairedBoards
 from comptoir.qr import QrPipeline
-from comptoir_tools import boards
+from comptoir_tools import boards, esp32_port
 from comptoir_tools.camera_sim import FrameFile
 from comptoir_tools.firmware_build import compile_tree
 from comptoir_tools.identities import Family
@@ -44,7 +46,15 @@ CAMERA_BOARD_HEAP = "2M"
 
 
 class FirmwareProcess:
-    """One reader board's firmware, running on the MicroPython unix port."""
+    """One reader board's firmware: the deployed tree (`firmware_build`, as
+    `comptoir flash` leaves it) with its board.json and provision.json, booted
+    by the ESP32 port stand-in (comptoir_tools.esp32_port) on the MicroPython
+    unix port. The firmware's own board/esp32.py and cam/esp32.py run; its UARTs,
+    SPI/I2C PN532, camera and outputs are the twin's.
+
+    uarts: role -> a pty path ("stdio": the process's stdin/stdout; "socket:PATH").
+    board_file: the deployed definition; None: a link-only twin board (UART1).
+    heap: MicroPython's heap for the firmware; None: by the definition (PSRAM or not)."""
 
     def __init__(
         self,
@@ -56,11 +66,12 @@ class FirmwareProcess:
         state_dir: Path,
         board_file: Path | None = None,
         pair_key: bytes | None = None,
-        heap: str = DEFAULT_HEAP,
+        heap: str | None = None,
         camera: Path | None = None,
         on_line: Callable[[str], None] | None = None,
         restart: bool = True,
         before_boot: Callable[[], None] | None = None,
+        port_options: list[str] | None = None,
     ) -> None:
         self.firmware_dir = firmware_dir
         self.uarts = uarts
@@ -74,27 +85,31 @@ class FirmwareProcess:
         self.on_line = on_line
         self.restart = restart
         self.before_boot = before_boot
+        self.port_options = list(port_options or [])
         self.lines: collections.deque[str] = collections.deque(maxlen=2000)
         self.exits: list[int] = []
         self._proc: subprocess.Popen[str] | None = None
         self._stopping = False
         self._supervisor: threading.Thread | None = None
 
-    def command(self) -> list[str]:
-        cmd = [str(MICROPYTHON), "-X", f"heapsize={self.heap}",
-               str(self.firmware_dir / "main.py")]
-        for role, path in self.uarts.items():
-            cmd += ["--uart", f"{role}={path}"]
+    def definition(self) -> dict[str, Any]:
+        if self.board_file is not None:
+            d: dict[str, Any] = json.loads(Path(self.board_file).read_text())
+        else:
+            d = twin_definition("link", self.bauds.get("host", 115200))
         for role, baud in self.bauds.items():
-            cmd += ["--baud", f"{role}={baud}"]
-        cmd += ["--board-id", self.board_id, "--state", str(self.state_dir)]
-        if self.board_file:
-            cmd += ["--board-file", str(self.board_file)]
-        if self.pair_key:
-            cmd += ["--pair-key", self.pair_key.hex()]
-        if self.camera:
-            cmd += ["--camera", str(self.camera)]
-        return cmd
+            if role in d.get("uarts", {}):
+                d["uarts"][role]["baud"] = baud
+        return d
+
+    def command(self) -> list[str]:
+        d = self.definition()
+        flash = esp32_port.deploy(self.state_dir / "flash", self.firmware_dir, d,
+                                  board_id=self.board_id, pair_key=self.pair_key)
+        # Without a heap size: 100 KB, or 2 MB on a board with PSRAM (a camera).
+        heap = self.heap or (CAMERA_BOARD_HEAP if "camera" in d else DEFAULT_HEAP)
+        return esp32_port.command(flash, d, self.uarts, heap=heap, camera=self.camera,
+                                  extra=self.port_options, micropython=MICROPYTHON)
 
     def start(self) -> FirmwareProcess:
         self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -106,7 +121,8 @@ class FirmwareProcess:
 
     def _spawn(self) -> None:
         self._proc = subprocess.Popen(self.command(), stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, bufsize=1)
+                                      stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                      errors="replace")
 
     def _supervise(self) -> None:
         while True:
@@ -151,6 +167,41 @@ class FirmwareProcess:
                 self._proc.wait()
         if self._supervisor is not None:
             self._supervisor.join(timeout=3)
+
+
+# Twin boards that are not in boards/: ESP32 definitions with the host link on
+# UART1 (a driver UART, like the Freenove S3's), the PN532 on UART2 (HSU), and
+# LEDs for each verdict (the twin's display: OUT lines).
+_TWIN_OUTPUTS = {"led_ready": {"pin": 25}, "led_error": {"pin": 26}, "led_ok": {"pin": 27},
+                 "led_choose": {"pin": 32}, "buzzer": {"pin": 33}}
+
+
+def twin_definition(kind: str, baud: int) -> dict[str, Any]:
+    d: dict[str, Any] = {
+        "name": "twin-" + kind.replace("+", "-"), "chip": "esp32",
+        "uarts": {"host": {"id": 1, "baud": baud, "tx": 22, "rx": 21}},
+        "outputs": dict(_TWIN_OUTPUTS), "features": []}
+    if kind == "link":
+        d["outputs"] = {k: _TWIN_OUTPUTS[k] for k in ("led_ready", "led_error")}
+        return d
+    if "nfc" in kind:
+        d["uarts"]["pn532"] = {"id": 2, "baud": 115200, "tx": 14, "rx": 13}
+        d["pn532"] = {"bus": "hsu", "uart": "pn532"}
+        d["features"] += ["nfc", "buzzer"]
+        # An NFC reader without a camera (an ESP32 without PSRAM): 512-byte link
+        # frames are plenty and leave the heap to the PN532 driver.
+        d["link"] = {"max_payload": 512}
+    if "camera" in kind:
+        # A camera board (ESP32-CAM class) has PSRAM: frames and the camera
+        # driver live there, and MicroPython's heap is megabytes, not 100 KB.
+        d["module"] = {"psram": "quad"}
+        d["features"] = ["camera", *d["features"]] if "buzzer" in d["features"] else [
+            "camera", "buzzer"]
+        d["link"] = {"max_payload": 4096}
+        d["camera"] = {"model": "OV2640", "resolution": "VGA", "format": "jpeg", "max_fps": 5}
+    elif kind not in ("nfc",):
+        raise ValueError(f"unknown board kind {kind!r}")
+    return d
 
 
 class TwinBoard:
@@ -250,8 +301,10 @@ class Twin:
         self.paired = PairedBoards(self.workdir / "paired")
         port_bauds: dict[str, int] = {}
         for i, kind in enumerate(self.kinds):
-            board_file, heap = self._board_file(kind)
             baud = self.camera_baud if "camera" in kind else self.baud
+            if "@" in kind:  # a definition from boards/ runs at its own host rate
+                baud = boards.load(kind.split("@", 1)[1]).definition["uarts"]["host"]["baud"]
+            board_file, heap = self._board_file(kind, baud)
             wire = WireModel(baud, self.workdir / "dev", name=f"board{i}", seed=self.seed + i)
             wire.start()
             port_bauds[str(wire.path_b)] = baud
@@ -307,33 +360,17 @@ class Twin:
         if closed:
             self.rights_service.close_rights(fam.insured.nir, members=closed)
 
-    def _board_file(self, kind: str) -> tuple[Path | None, str]:
+    def _board_file(self, kind: str, baud: int) -> tuple[Path, str]:
         """The board definition a board of this kind runs, and its heap size."""
-        heap = self.heap
         if "@" in kind:
             # A board from boards/: deployed as `comptoir flash` would (slimmed).
             board = boards.load(kind.split("@", 1)[1])
-            path = self.workdir / f"{board.name}.json"
-            path.write_text(json.dumps(board.device_definition()))
+            d = board.device_definition()
             psram = board.definition.get("module", {}).get("psram", "none") != "none"
-            return path, CAMERA_BOARD_HEAP if psram else DEFAULT_HEAP
-        if "camera" in kind:
-            # A camera board (ESP32-CAM class) has PSRAM: frames and the camera
-            # driver live there, and MicroPython's heap is megabytes, not 100 KB.
-            heap = CAMERA_BOARD_HEAP
-            d = {"name": "twin-" + kind.replace("+", "-"), "features": ["camera", "buzzer"] + (
-                ["nfc"] if "nfc" in kind else []), "link": {"max_payload": 4096},
-                "camera": {"model": "OV2640", "resolution": "VGA", "format": "jpeg",
-                           "max_fps": 5}}
-        elif kind == "nfc":
-            # An NFC reader without a camera (an ESP32 without PSRAM): 512-byte link
-            # frames are plenty and leave the heap to the PN532 driver.
-            d = {"name": "twin-nfc", "features": ["nfc", "buzzer"],
-                 "link": {"max_payload": 512}}
-        elif kind == "link":
-            return None, heap
+            heap = CAMERA_BOARD_HEAP if psram else DEFAULT_HEAP
         else:
-            raise ValueError(f"unknown board kind {kind!r}")
+            d = twin_definition(kind, baud)
+            heap = CAMERA_BOARD_HEAP if "camera" in kind else self.heap
         path = self.workdir / f"{d['name']}.json"
         path.write_text(json.dumps(d))
         return path, heap

@@ -4,8 +4,8 @@ The stubs (micropython-esp32-stubs and the micropython-stdlib-stubs it needs)
 describe what the board really offers: machine.UART's signature, time.ticks_ms,
 no zlib. They are gathered into one folder that replaces mypy's own typeshed,
 so CPython's standard library cannot hide a call the ESP32 does not have.
-mypy checks for platform "esp32", so unix-port-only code (board/unix.py) is
-outside the check, as it is outside the ESP32 build.
+mypy checks for platform "esp32"; CPython-only shims are outside the check, as
+they are outside the ESP32 build.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 STUB_DISTS = ("micropython-esp32-stubs", "micropython-stdlib-stubs")
-UNIX_ONLY = {"board/unix.py", "board/unix_socket.py", "comptoir_link/cpython_compat.py"}
+UNIX_ONLY = {"comptoir_link/cpython_compat.py"}
 
 
 def gather_stubs(dest: Path) -> Path:
