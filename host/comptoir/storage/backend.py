@@ -12,16 +12,7 @@ has it from 3.35, so stores may use it on both), and which keeps the version in 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
-
-
-class Cursor(Protocol):
-    rowcount: int
-    description: Any
-
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
 
 
 class Connection(Protocol):
@@ -29,16 +20,24 @@ class Connection(Protocol):
 
     @property
     def in_transaction(self) -> bool: ...
-    def execute(self, sql: str, parameters: Sequence[Any] = ..., /) -> Cursor: ...
-    def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Cursor: ...
+    # The cursor is the engine's own (DB-API: fetchone, fetchall, rowcount, description).
+    def execute(self, sql: str, parameters: Any = ..., /) -> Any: ...
+    def executemany(self, sql: str, parameters: Any, /) -> Any: ...
     def close(self) -> None: ...
 
 
 class Dialect(Protocol):
-    name: str
-    placeholder: str  # the parameter marker the engine takes: "?" (SQLite) or "%s"
-    begin_write: str  # opens a transaction that holds the write lock from its start
-    returning: bool  # INSERT/UPDATE ... RETURNING is understood
+    @property
+    def name(self) -> str: ...
+    @property
+    def placeholder(self) -> str:
+        """The parameter marker the engine takes: "?" (SQLite) or "%s"."""
+    @property
+    def begin_write(self) -> str:
+        """Opens a transaction that holds the write lock from its start."""
+    @property
+    def returning(self) -> bool:
+        """INSERT/UPDATE ... RETURNING is understood."""
 
     def read_version(self, db: Connection) -> int: ...
     def write_version(self, db: Connection, version: int) -> None: ...

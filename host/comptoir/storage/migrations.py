@@ -15,12 +15,14 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from .backend import Connection, Dialect
 from .sqlite import SQLITE
 from .transactions import write_transaction
 
-Step = str | Callable[[Connection], None]
+# A step function gets the backend's own connection (sqlite3.Connection for SQLite).
+Step = str | Callable[[Any], None]
 
 
 @dataclass(frozen=True, slots=True)
