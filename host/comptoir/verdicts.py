@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from comptoir.tokens.model import Refused, Result, Verified
-from comptoir.tokens.reasons import Reason
+from comptoir.tokens.reasons import ERROR_REASONS, Reason
 from comptoir_link import frames as F
 
 MAX_DISPLAY_TEXT = 64
@@ -30,7 +30,9 @@ def verdict_for(result: Result) -> tuple[int, int, str]:
             return F.V_CHOOSE_BENEFICIARY, 0, f"choose beneficiary ({n + 1})"
         return F.V_ACCEPTED, 0, "accepted"
     assert isinstance(result, Refused)
-    if result.reason is Reason.INTERNAL_ERROR:
+    if result.reason is Reason.STATE_UNAVAILABLE:
+        return F.V_ERROR, REASON_CODES[result.reason], "error: shared database unreachable"
+    if result.reason in ERROR_REASONS:
         return F.V_ERROR, REASON_CODES[result.reason], "error"
     return F.V_REFUSED, REASON_CODES[result.reason], result.reason.value
 

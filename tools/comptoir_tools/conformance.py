@@ -63,6 +63,7 @@ PEPPER = b"conformance-pepper-0123456789abc"  # the runner's; vectors never depe
 # Reasons no vector can produce, and why (a test fails if any other reason has no vector).
 UNREACHABLE = {
     Reason.INTERNAL_ERROR: "a bug or a failed journal write on the host; no input causes it",
+    Reason.STATE_UNAVAILABLE: "the shared PostgreSQL state is unreachable; no input causes it",
 }
 
 

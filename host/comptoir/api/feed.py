@@ -22,6 +22,7 @@ from typing import Any
 from comptoir.events import BoardDown, BoardRefused, BoardUp, PortLost
 from comptoir.nfc_service import Presentation, TapFailed
 from comptoir.tokens.model import Verified
+from comptoir.tokens.reasons import ERROR_REASONS
 from comptoir.transactions import TransactionView
 
 log = logging.getLogger("comptoir.api")
@@ -128,7 +129,7 @@ class EventFeed:
                 rec.update(transaction_summary(tx))
         else:
             reason = ev.result.reason.value
-            rec["verdict"] = "error" if reason == "internal_error" else "refused"
+            rec["verdict"] = "error" if ev.result.reason in ERROR_REASONS else "refused"
             rec["reason"] = reason
         self.publish("presentation", rec)
 

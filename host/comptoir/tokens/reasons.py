@@ -77,6 +77,13 @@ class Reason(StrEnum):
     # A bug met an input it did not expect: refused (fail closed) and logged.
     INTERNAL_ERROR = "internal_error"
 
+    # The shared replay state (PostgreSQL, several counters) could not be reached: nothing was
+    # decided, the presentation is not accepted; the counter shows an error, not a refusal.
+    STATE_UNAVAILABLE = "state_unavailable"
+
+# Reasons the counter shows as an error (verdict `error`): the token was not judged.
+ERROR_REASONS = frozenset({Reason.INTERNAL_ERROR, Reason.STATE_UNAVAILABLE})
+
 
 class TokenError(Exception):
     """Internal: raised inside the pipeline, turned into a `Refused` result at its edge.

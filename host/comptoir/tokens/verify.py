@@ -38,7 +38,8 @@ from .challenges import ChallengeRegistry
 from .model import Channel, Credential, Refused, Result, Verified
 from .nir import mask_nir
 from .reasons import Reason, TokenError
-from .replay import VerifierState, replay_key
+from .replay import replay_key
+from .state import ReplayState
 from .status import INVALID, SUSPENDED, VALID, StatusLists
 from .trust import ROLE_ISSUE_CREDENTIALS, Certificate, TrustList, TrustStore
 
@@ -131,7 +132,7 @@ class Verifier:
         self,
         trust: TrustStore,
         status: StatusLists,
-        state: VerifierState,
+        state: ReplayState,
         challenges: ChallengeRegistry,
         policy: Policy | None = None,
         clock: Callable[[], float] = clock_now,

@@ -17,7 +17,8 @@
     credential_signature_invalid: "signature invalide", presentation_signature_invalid: "signature invalide",
     trust_list_expired: "liste de confiance périmée", status_list_stale: "liste d'opposition périmée",
     status_list_unavailable: "liste d'opposition indisponible", challenge_expired: "défi NFC expiré",
-    storage_full: "disque plein : présentez la carte à nouveau plus tard", internal_error: "erreur interne"
+    storage_full: "disque plein : présentez la carte à nouveau plus tard", internal_error: "erreur interne",
+    state_unavailable: "base partagée injoignable : présentez la carte à nouveau plus tard"
   };
   const LINK = { up: "En ligne", down: "Hors ligne", absent: "Débranché", refused: "Refusé (appairage)" };
   const RIGHTS = { fresh: "Droits à jour", stale_ok: "Droits anciens, acceptés", stale_refused: "Droits trop anciens",
