@@ -1,19 +1,23 @@
 """Background tasks: one protocol (start, stop, health) and one way to stop a thread.
 
-Every task of the daemon runs on its own thread, waits on a `threading.Event` between rounds,
-and stops when the event is set: `stop()` sets it and joins the thread (bounded), so whatever
-the task was doing is finished, never cut in the middle. The app (comptoir.app) starts and
-stops them all; /v1/health and the tests read `health()`.
+A task runs on its own thread and is stopped by `stop()`: told (a `threading.Event` set, or for
+a job queue an end mark queued after the jobs already given), then joined (bounded), so
+whatever the task was doing is finished, never cut in the middle. `ThreadTask` and `periodic`
+wait on their Event between rounds; `JobQueue` runs jobs one at a time, in order (a resource
+that belongs to one thread, as a sqlite3 connection, or one worker for the network). The app
+(comptoir.app) starts and stops the daemon's tasks; the tests read `health()`.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
 
 log = logging.getLogger("comptoir")
+J = TypeVar("J")
 
 Health = Literal["idle", "running", "stopped", "failed"]
 STOP_JOIN_S = 10.0  # what a task may take to finish its round once told to stop
@@ -79,3 +83,43 @@ def periodic(name: str, every: float, job: Callable[[], None], *, at_start: bool
                 return
 
     return ThreadTask(name, run)
+
+
+class JobQueue(Generic[J]):
+    """`handle(job)` for each job `put`, one at a time, in order, on a thread of its own.
+    An error in a job is the handler's to report; one that escapes is logged and the next job
+    runs."""
+
+    def __init__(self, name: str, handle: Callable[[J], None],
+                 join_s: float = STOP_JOIN_S) -> None:
+        self.name = name
+        self._handle = handle
+        self._join_s = join_s
+        self._jobs: queue.Queue[tuple[J] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def put(self, job: J) -> None:
+        self._jobs.put((job,))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._main, name=self.name, daemon=True)
+        self._thread.start()
+
+    def _main(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            try:
+                self._handle(item[0])
+            except Exception:
+                log.exception("background job failed", extra={"task": self.name})
+
+    def stop(self, wait: bool = True) -> None:
+        """The jobs already given are done first; then the thread ends."""
+        if self._thread is not None and self._thread.is_alive():
+            self._jobs.put(None)
+            if wait:
+                self._thread.join(timeout=self._join_s)
+
+    def health(self) -> Health:
+        if self._thread is None:
+            return "idle"
+        return "running" if self._thread.is_alive() else "stopped"

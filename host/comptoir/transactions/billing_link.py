@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
 from comptoir.billing import CareSheet, Dispensation, Lot
+from comptoir.tasks import JobQueue
 
 from .model import PersonRights, SheetRef
 
@@ -28,34 +27,30 @@ class JournalBiller:
 
     def __init__(self, path: str | Path, *, key: bytes | str | Path | None = None,
                  **journal_options: Any) -> None:
-        journal_options["key"] = key
-        self._jobs: queue.Queue[tuple[Callable[[Any], Any], Future[Any]] | None] = queue.Queue()
-        ready: Future[None] = Future()
-        self._thread = threading.Thread(target=self._run, args=(path, journal_options, ready),
-                                        name="billing journal", daemon=True)
-        self._thread.start()
-        ready.result()
-
-    def _run(self, path: str | Path, options: dict[str, Any], ready: Future[None]) -> None:
         from comptoir.billing import Journal
 
-        try:
-            journal = Journal(path, **options)
-        except BaseException as e:
-            ready.set_exception(e)
-            return
-        ready.set_result(None)
-        while (job := self._jobs.get()) is not None:
-            fn, fut = job
-            try:
-                fut.set_result(fn(journal))
-            except BaseException as e:
-                fut.set_exception(e)
-        journal.close()
+        journal_options["key"] = key
+        self._worker: JobQueue[Callable[[], None]] = JobQueue(
+            "billing journal", lambda job: job(), join_s=5.0)
+        self._worker.start()
+        self._journal: Any = None
+        try:  # opened on the worker's thread: the connection belongs to it
+            self._journal = self._call(lambda _: Journal(path, **journal_options))
+        except BaseException:
+            self._worker.stop()
+            raise
 
     def _call(self, fn: Callable[[Any], Any]) -> Any:
+        """fn(journal) on the journal's thread; its result, or its exception raised here."""
         fut: Future[Any] = Future()
-        self._jobs.put((fn, fut))
+
+        def job() -> None:
+            try:
+                fut.set_result(fn(self._journal))
+            except BaseException as e:
+                fut.set_exception(e)
+
+        self._worker.put(job)
         return fut.result()
 
     def record(self, d: Dispensation) -> CareSheet:
@@ -95,8 +90,8 @@ class JournalBiller:
         return lots
 
     def close(self) -> None:
-        self._jobs.put(None)
-        self._thread.join(timeout=5)
+        self._worker.put(lambda: self._journal.close())  # after the jobs already given
+        self._worker.stop()
 
 
 def sheet_ref(biller: Biller, tx_id: str, row: dict[str, Any]) -> SheetRef:

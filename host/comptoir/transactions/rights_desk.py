@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -36,11 +35,15 @@ from comptoir.rights import (
     beneficiary_id,
     insured_id,
 )
+from comptoir.tasks import JobQueue
 from comptoir.tokens.model import Verified
 
 from .model import Person, PersonRights
 
 log = logging.getLogger("comptoir.rights")
+
+# A refresh asked: transaction id, insured NIR, who to tell, set once recorded.
+_Job = tuple[str, str, Callable[[str], None] | None, threading.Event]
 
 MAX_TRACKED = 10_000  # refresh states kept for open transactions (oldest forgotten first)
 
@@ -81,13 +84,9 @@ class RightsDesk:
         self._lock = threading.Lock()
         self._state: collections.OrderedDict[str, ServiceState] = collections.OrderedDict()
         self._done: dict[str, threading.Event] = {}
-        self._jobs: queue.Queue[
-            tuple[str, str, Callable[[str], None] | None, threading.Event] | None
-        ] = queue.Queue()
-        self._worker: threading.Thread | None = None
+        self._worker: JobQueue[_Job] | None = None
         if cache.client is not None:
-            self._worker = threading.Thread(target=self._run, name="rights refresh",
-                                            daemon=True)
+            self._worker = JobQueue("rights refresh", self._run)
             self._worker.start()
 
     @property
@@ -96,8 +95,7 @@ class RightsDesk:
 
     def close(self) -> None:
         if self._worker is not None:
-            self._jobs.put(None)
-            self._worker.join(timeout=10)
+            self._worker.stop()
         self.cache.close()
 
     # --- at the opening of a transaction ----------------------------------------------------
@@ -137,21 +135,21 @@ class RightsDesk:
             done = self._done.get(tx_id)
         if again or done is None:
             done = self._pending(tx_id)
-        self._jobs.put((tx_id, v.insured.nir, on_done, done))
+        assert self._worker is not None
+        self._worker.put((tx_id, v.insured.nir, on_done, done))
 
-    def _run(self) -> None:
-        while (job := self._jobs.get()) is not None:
-            tx_id, nir, on_done, done = job
-            state = self._ask(tx_id, nir)
-            with self._lock:
-                if self._done.get(tx_id) is done:  # not forgotten, not asked again since
-                    self._state[tx_id] = state
-            done.set()
-            if on_done is not None:
-                try:
-                    on_done(tx_id)
-                except Exception:
-                    log.exception("rights refresh callback failed")
+    def _run(self, job: _Job) -> None:
+        tx_id, nir, on_done, done = job
+        state = self._ask(tx_id, nir)
+        with self._lock:
+            if self._done.get(tx_id) is done:  # not forgotten, not asked again since
+                self._state[tx_id] = state
+        done.set()
+        if on_done is not None:
+            try:
+                on_done(tx_id)
+            except Exception:
+                log.exception("rights refresh callback failed")
 
     def _ask(self, tx_id: str, nir: str) -> ServiceState:
         client = self.cache.client
