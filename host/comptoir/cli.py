@@ -99,7 +99,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
                     usb_ids=usb_ids, paired=paired)
     trust_dir = args.trust_dir or cfg.paths.data_dir / "trust"
     try:
-        verifier, challenges = presentations.load_verifier(trust_dir, cfg.paths.data_dir / "tokens")
+        verifier, challenges = presentations.load_verifier(
+            trust_dir, cfg.paths.data_dir / "tokens", cfg.storage)
     except presentations.TrustMaterialError as e:
         print(f"comptoir: no usable trust material in {trust_dir}: {e}\n"
               "  (publish it there: the insurer's anchor.pem, trust-list.cbor, status-*.cbor;"

@@ -108,6 +108,16 @@ class ScreenConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageConfig:
+    """Where the shared state lives (docs/operations.md, several counters). "": this PC's own
+    files; "postgresql://user@host[:port]/dbname": one server for every counter. The password
+    is never here: `password_file` (mode 0600) or the PGPASSWORD environment variable."""
+
+    url: str = ""
+    password_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     boards: BoardsConfig = field(default_factory=BoardsConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
@@ -118,6 +128,7 @@ class Config:
     billing: BillingConfig = field(default_factory=BillingConfig)
     trust: TrustConfig = field(default_factory=TrustConfig)
     screen: ScreenConfig = field(default_factory=ScreenConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
 
     # Where each store lives, derived from the paths section.
     @property
@@ -209,7 +220,7 @@ def _convert(key: str, default: Any, value: Any, base: Path) -> Any:
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{key}: must be a list of strings")
         return tuple(value)
-    if isinstance(default, Path) or key == "paths.log_file":
+    if isinstance(default, Path) or key in ("paths.log_file", "storage.password_file"):
         if not isinstance(value, str) or not value:
             raise ConfigError(f"{key}: must be a non-empty path")
         p = Path(value)
@@ -258,8 +269,27 @@ def _check(cfg: Config) -> None:
         zoneinfo.ZoneInfo(c.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise ConfigError(f"cache.timezone: unknown time zone {c.timezone!r}") from None
+    _check_storage(cfg.storage)
     if not cfg.boards.discover and not cfg.boards.ports:
         raise ConfigError("boards.ports: empty while boards.discover is false: no board to serve")
+
+
+def _check_storage(s: StorageConfig) -> None:
+    import urllib.parse
+
+    if not s.url:
+        if s.password_file is not None:
+            raise ConfigError("storage.password_file: set without storage.url")
+        return
+    url = urllib.parse.urlsplit(s.url)
+    if url.scheme not in ("postgresql", "postgres"):
+        raise ConfigError("storage.url: must be postgresql://user@host[:port]/dbname")
+    query = urllib.parse.parse_qs(url.query)
+    if url.password is not None or "password" in query:
+        # Never echo the URL: it holds the password.
+        raise ConfigError("storage.url: holds a password; put it in storage.password_file "
+                          "(mode 0600) or in the PGPASSWORD environment variable, never in "
+                          "the TOML")
 
 
 def from_dict(data: dict[str, Any], base: Path = Path(".")) -> Config:

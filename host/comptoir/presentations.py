@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from comptoir.clock import now as clock_now
+from comptoir.config import StorageConfig
 from comptoir.nfc_service import NfcService, Presentation
 from comptoir.qr import QrPipeline
 from comptoir.tasks import Task, periodic
@@ -33,9 +34,12 @@ class TrustMaterialError(RuntimeError):
     pass
 
 
-def load_verifier(trust_dir: Path, state_dir: Path) -> tuple[Verifier, ChallengeRegistry]:
+def load_verifier(
+    trust_dir: Path, state_dir: Path, storage: StorageConfig | None = None
+) -> tuple[Verifier, ChallengeRegistry]:
     """A verifier from a published trust directory: anchor.pem, trust-list.cbor and
-    status-*.cbor. The replay and activation state lives in state_dir."""
+    status-*.cbor. The replay and activation state lives in state_dir, or in the PostgreSQL
+    server every counter shares when `storage.url` is set (the pepper stays in state_dir)."""
     now = int(clock_now())
     try:
         anchor = serialization.load_pem_public_key((trust_dir / "anchor.pem").read_bytes())
@@ -55,6 +59,14 @@ def load_verifier(trust_dir: Path, state_dir: Path) -> tuple[Verifier, Challenge
         except Exception as e:
             log.warning("status list refused", extra={"file": str(path), "error": str(e)})
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if storage is not None and storage.url:
+        from comptoir.tokens.replay_pg import open_shared_state
+
+        shared = open_shared_state(storage.url, storage.password_file,
+                                   pepper=load_pepper(state_dir / "pepper"))
+        log.info("verifier state shared on PostgreSQL")
+        challenges = ChallengeRegistry()
+        return Verifier(trust, status, shared, challenges), challenges
     state = VerifierState(state_dir / "verifier.journal", pepper=load_pepper(state_dir / "pepper"))
     older = state_dir / "verifier.db"  # an older daemon's SQLite state: carried over once
     if older.exists():

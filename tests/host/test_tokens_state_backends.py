@@ -5,6 +5,7 @@ and a counter whose database is away answers `error`, never a second accept."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -218,3 +219,43 @@ def test_a_counter_whose_database_is_away_answers_error_and_never_accepts_twice(
     assert _when_back(one, during).ok
     again = _when_back(two, during)
     assert not again.ok and again.reason is Reason.REPLAYED
+
+
+# --- the daemon's configuration -----------------------------------------------------------------
+
+
+def test_two_daemons_configured_with_storage_url_share_one_verifier_state(tmp_path, pg_url):  # noqa: F811
+    from run_fixtures import test_trust
+
+    from comptoir import config, presentations
+
+    trust = test_trust(tmp_path)
+    password = tmp_path / "pg-password"
+    password.write_text("unused-with-trust-auth\n")
+    password.chmod(0o600)
+    cfg = config.from_dict({"storage": {"url": pg_url, "password_file": str(password)}})
+    pepper = os.urandom(32)
+    states = []
+    for pc in ("pc1", "pc2"):  # the installer copies the pepper file to every counter PC
+        (tmp_path / pc / "tokens").mkdir(parents=True)
+        (tmp_path / pc / "tokens" / "pepper").write_bytes(pepper)
+        (tmp_path / pc / "tokens" / "pepper").chmod(0o600)
+        verifier, _ = presentations.load_verifier(trust, tmp_path / pc / "tokens", cfg.storage)
+        assert isinstance(verifier.state, PgVerifierState)
+        assert not (tmp_path / pc / "tokens" / "verifier.journal").exists()
+        states.append(verifier.state)
+    key = replay_key(b"C" * 8, b"P" * 8)
+    assert commit(states[0], replay=(key, NOW + 100)) is None
+    assert commit(states[1], counter=2, replay=(key, NOW + 100)) is Reason.REPLAYED
+    for state in states:
+        state.close()
+
+
+@pytest.mark.parametrize("url", ["postgresql://comptoir:secret@db/pharma",
+                                 "postgresql://comptoir@db/pharma?password=secret"])
+def test_a_password_in_the_toml_is_refused_without_echoing_it(url):
+    from comptoir import config
+
+    with pytest.raises(config.ConfigError) as e:
+        config.from_dict({"storage": {"url": url}})
+    assert "secret" not in str(e.value) and str(e.value).startswith("storage.url:")

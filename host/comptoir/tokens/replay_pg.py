@@ -28,12 +28,13 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from pathlib import Path
 from typing import Any
 
 from psycopg_pool import ConnectionPool
 
 from comptoir.storage.migrations import Schema
-from comptoir.storage.postgres import migrate_locked, transaction, unavailable
+from comptoir.storage.postgres import migrate_locked, open_pool, transaction, unavailable
 
 from .reasons import Reason, TokenError
 
@@ -103,6 +104,7 @@ class PgVerifierState:
         self._pool = pool
         self._pepper = pepper
         self.skipped_records = 0  # the journal's figure; a database has none to skip
+        self._owns_pool = False
         migrate_locked(pool, STORE, SCHEMA,
                        too_new=lambda f, o: StateTooNew(f"verifier tables at version {f}, "
                                                         f"this daemon knows {o}"))
@@ -168,4 +170,21 @@ class PgVerifierState:
             conn.execute("DELETE FROM verifier_credentials WHERE expires < %s", (now,))
 
     def close(self) -> None:
-        """The pool is the caller's: nothing of this state's own to release."""
+        """Closes the pool when it is this state's own (`open_shared_state`)."""
+        if self._owns_pool:
+            self._pool.close()
+
+
+def open_shared_state(url: str, password_file: str | Path | None, *,
+                      pepper: bytes) -> PgVerifierState:
+    """The daemon's shared state: its own pool on `url` (password from the file or from
+    PGPASSWORD). Raises when the tables cannot be created or migrated (server unreachable at
+    start-up: the daemon says so and stops, rather than verify without the shared check)."""
+    pool = open_pool(url, password_file=password_file, name="comptoir-verifier")
+    try:
+        state = PgVerifierState(pool, pepper=pepper)
+    except BaseException:
+        pool.close()
+        raise
+    state._owns_pool = True
+    return state
