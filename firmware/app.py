@@ -8,7 +8,7 @@ import board as board_layer
 
 from comptoir_link import frames as F
 from comptoir_link.board_side import BoardLink
-from comptoir_link.compat import const
+from comptoir_link.compat import const, ticks_add
 from comptoir_link.link import COUNTER_NAMES, UP
 
 FIRMWARE_VERSION = "0.1.0"
@@ -91,6 +91,11 @@ class Reader:
         self.heap_after_gc = self.min_free
         self.started = board.ticks_ms()
         self._last_gc = self.started
+        # Uptime in seconds and milliseconds, summed from ticks_diff steps: one
+        # ticks_diff spans only +-2**29 ms (6.2 days) on an ESP32 (finding 9).
+        self._up_at = self.started
+        self._up_s = 0
+        self._up_ms = 0
         board.output("led_error", 1)
 
     # -------------------------------------------------------------- link events
@@ -159,7 +164,9 @@ class Reader:
         b.output("led_error", 1 if verdict in (F.V_REFUSED, F.V_ERROR) else 0)
         b.output("buzzer", 1 if verdict == F.V_ACCEPTED else 2)
         b.show(bytes(text).decode())
-        self._verdict_until = b.ticks_ms() + 2000
+        # ticks_add, not + 2000: near the 2**30 wrap the sum is no small int on an
+        # ESP32 and ticks_diff misreads it (review finding 8).
+        self._verdict_until = ticks_add(b.ticks_ms(), 2000)
 
     def _verdict_done(self):
         b = self.board
@@ -185,7 +192,7 @@ class Reader:
         if free < self.min_free:
             self.min_free = free  # the minimum includes this very moment
         vals = [free, self.min_free,
-                self.board.ticks_diff(self.board.ticks_ms(), self.started) & 0xFFFFFFFF]
+                (self._uptime() * 1000 + self._up_ms) & 0xFFFFFFFF]
         for name in _STATUS_COUNTERS:
             vals.append(self.link.counters[COUNTER_NAMES.index(name)] & 0xFFFFFFFF)
         vals.append(self.heap_after_gc)
@@ -200,6 +207,17 @@ class Reader:
             o[i + 3] = (v >> 24) & 0xFF
             i += 4
         return i
+
+    def _uptime(self):
+        """Whole seconds since start (updated here and at every loop step)."""
+        now = self.board.ticks_ms()
+        d = self.board.ticks_diff(now, self._up_at)
+        if d > 0:
+            self._up_at = now
+            ms = self._up_ms + d
+            self._up_s += ms // 1000
+            self._up_ms = ms % 1000
+        return self._up_s
 
     def _pump(self):
         link = self.link
@@ -235,6 +253,7 @@ class Reader:
             self.link.feed(self._rx_mv, n)
         self.link.poll()
         self._pump()
+        self._uptime()
         if self._verdict_until is not None and self.board.ticks_diff(
                 self.board.ticks_ms(), self._verdict_until) >= 0:
             self._verdict_done()

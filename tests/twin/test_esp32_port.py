@@ -308,3 +308,41 @@ def test_idf_error_logs_stay_out_of_the_repl_uart_link(dut) -> None:
     assert b"gpio_set_level" not in d.rx[mark:]
     st = d.status()
     assert st["crc_errors"] == 0 and st["malformed_frames"] == 0, st
+
+
+# ---------------------------------------------------------------- findings 8, 9
+def _clock(tmp: Path, line: str) -> None:
+    with (tmp / "clock").open("a") as f:
+        f.write(line + "\n")
+
+
+def test_verdict_shown_across_the_ticks_wrap_clears_after_2_s(dut, tmp_path) -> None:
+    """ticks_ms() + 2000 in the 2 s before the 2**30 wrap is not a small int on an
+    ESP32; ticks_diff read it as one (no check, extmod/modtime.c): the verdict's
+    LEDs and buzzer stayed on (for about 6 days). ticks_add wraps."""
+    d = dut(_board("devkitc-pn532-spi"), options=["--clock-file", str(tmp_path / "clock")])
+    assert d.up(), d.console()
+    assert _tap(d), d.console()
+    chunk = next(p for t, p in d.got if t == F.OBJECT_CHUNK)
+    oid = chunk[1] | (chunk[2] << 8)
+    _clock(tmp_path, f"set {(1 << 30) - 1000}")  # one second before the wrap
+    d.until(lambda: False, 0.3)
+    assert d.until(lambda: d.link.send(F.VERDICT, F.u16_bytes(oid) + bytes([F.V_ACCEPTED, 0, 0])
+                                       + b"ok"))
+    assert d.wait_line("OUT buzzer 1", 5), d.console()
+    time.sleep(3.5)
+    buzz = [ln for ln in d.fp.lines if ln.startswith("OUT buzzer")]
+    assert buzz[-1] == "OUT buzzer 0", d.console()
+
+
+def test_uptime_is_right_after_six_days(dut, tmp_path) -> None:
+    """ticks_diff spans +-2**29 ms: from 6.2 days on, STATUS's uptime went negative."""
+    d = dut(_board("devkitc-pn532-spi"), options=["--clock-file", str(tmp_path / "clock")],
+            pn532=False)
+    assert d.up(), d.console()
+    for _ in range(3):  # 3 x 2**28 ms: 9.3 days, each step well inside half a period
+        _clock(tmp_path, f"advance {1 << 28}")
+        d.until(lambda: False, 1.0)
+    assert d.up(), d.console()
+    up = d.status()["uptime_ms"]
+    assert 3 << 28 <= up <= (3 << 28) + 120_000, up

@@ -143,6 +143,28 @@ def add_device(dev, fileobj):
 
 
 _last_service = [-1]
+_clock_read = [0]
+_clock_applied = [0]
+
+
+def _read_clock_file():
+    """Tests move the board's clock (launch --clock-file PATH): each new line is
+    "advance MS" (time passed) or "set TICKS" (ticks_ms() reads TICKS now)."""
+    try:
+        with real_open(CFG["clock_file"]) as f:
+            lines = f.read().split("\n")
+    except OSError:
+        return
+    for line in lines[_clock_applied[0]:]:
+        parts = line.split()
+        if len(parts) != 2:
+            break
+        _clock_applied[0] += 1
+        n = int(parts[1])
+        if parts[0] == "advance":
+            _offset[0] += n
+        elif parts[0] == "set":
+            _offset[0] += n - ((_elapsed_ms() + _offset[0]) & TICKS_MAX)
 _last_idf_error = [0]
 
 
@@ -160,6 +182,9 @@ def service(force=False):
         w = _wdt[0]
         if w is not None:
             w._check()
+        if CFG.get("clock_file") and now - _clock_read[0] >= 100:
+            _clock_read[0] = now
+            _read_clock_file()
         every = CFG.get("idf_error_every_ms", 0)
         if every and now - _last_idf_error[0] >= every:
             # A stand-in for the IDF's error logs that a board makes now and then (a

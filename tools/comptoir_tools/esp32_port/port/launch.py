@@ -21,7 +21,7 @@ def _opts(argv):
          "camera": None, "camera_module": True, "camera_fault": False, "ticks_start": 0,
          "heap_free": 0, "internal_heap": 65536, "psram_heap": 0, "repl_baud": 115200,
          "uart_repl": True, "s3_rx_shared": True, "i2c_new_driver": True, "script": None,
-         "unique_id": None, "version": "1.29", "idf_error_every_ms": 0}
+         "unique_id": None, "version": "1.29", "idf_error_every_ms": 0, "clock_file": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -157,6 +157,7 @@ def main():
     cfg["camera"] = o["camera"]
     cfg["camera_fault"] = o["camera_fault"]
     cfg["idf_error_every_ms"] = o["idf_error_every_ms"]
+    cfg["clock_file"] = o["clock_file"]
     cfg["version"] = tuple(int(x) for x in o["version"].split("."))
     cfg["uarts"] = {k: v for k, v in o["uart"].items() if k != 0}
     outs, cs = _wiring(flash)
