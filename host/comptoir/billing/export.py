@@ -355,7 +355,9 @@ class Exporter:
         now = int(time.time())
         with self.journal.write(f"export record of {len(batch)} lots") as db:
             db.executemany(
-                "INSERT OR REPLACE INTO export VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO export VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (finess, lot, kind) "
+                "DO UPDATE SET name = excluded.name, sha256 = excluded.sha256, "
+                "size = excluded.size, exported_at = excluded.exported_at",
                 [(lot.finess, lot.seq, kind, file_name(lot, kind), sha, size, now)
                  for lot, kind, _, (sha, size) in written],
             )

@@ -26,8 +26,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from comptoir.storage import (
+    SQLITE,
+    Connection,
+    Dialect,
     Schema,
     load_or_create_key,
     migrate,
@@ -79,11 +83,14 @@ class Journal:
         lot_size: int = 1000,
         lot_max_age: int = 24 * 3600,
         clock: Callable[[], float] = time.time,
+        db: Connection | None = None,
+        dialect: Dialect = SQLITE,
     ) -> None:
         """`key`: the billing key file (default: keys/billing.key beside the journal, see
         crypto.default_key_path), created 0600 if missing unless `create_key` is false, or
         the 32 key bytes themselves. A key file others can read, or one that is not this
-        journal's key, is refused (KeyFileError naming the file)."""
+        journal's key, is refused (KeyFileError naming the file). `db` and `dialect`: another
+        backend's connection (`journal_pg.open_journal`); `path` then only names it."""
         if lot_size < 1:
             raise ValueError("lot_size must be at least 1")
         self.path = Path(path)
@@ -99,7 +106,8 @@ class Journal:
         # Transactions are opened explicitly, IMMEDIATE, so two processes never both
         # read-then-write the same counters; secure_delete: the migration's dropped clear texts
         # and rewritten rows leave nothing behind.
-        self.db = open_sqlite(self.path)
+        self.dialect = dialect
+        self.db: Any = open_sqlite(self.path) if db is None else db
         try:
             self._open_schema()
         except BaseException:
@@ -139,7 +147,7 @@ class Journal:
         try:
             schema = Schema((SCHEMA, lambda db: migrate_v1(db, self.cipher)), fresh=SCHEMA)
             assert schema.version == SCHEMA_VERSION
-            return migrate(self.db, schema, too_new=too_new)
+            return migrate(self.db, schema, too_new=too_new, dialect=self.dialect)
         except sqlite3.Error as e:
             if write_failed(e):
                 raise StorageFull(f"billing journal {self.path}: schema not migrated: {e} "
@@ -156,11 +164,11 @@ class Journal:
         self.close()
 
     @contextmanager
-    def write(self, what: str = "change") -> Iterator[sqlite3.Connection]:
+    def write(self, what: str = "change") -> Iterator[Any]:
         """One IMMEDIATE transaction: committed whole, or nothing of it kept. A disk full or
         a failed write (at any statement or at the commit) raises StorageFull naming `what`."""
         try:
-            with write_transaction(self.db):
+            with write_transaction(self.db, self.dialect):
                 yield self.db
         except BaseException as e:
             if write_failed(e):
@@ -243,8 +251,8 @@ class Journal:
         )
         if sheet.franchise:
             db.execute(
-                "INSERT INTO franchise_year VALUES (?, ?, ?) ON CONFLICT DO UPDATE "
-                "SET charged = charged + excluded.charged",
+                "INSERT INTO franchise_year VALUES (?, ?, ?) ON CONFLICT (person_key, year) "
+                "DO UPDATE SET charged = franchise_year.charged + excluded.charged",
                 (key, year, sheet.franchise),
             )
         crashpoints.hit("record.inserted")
@@ -327,7 +335,11 @@ class Journal:
     @contextmanager
     def bulk_reads(self) -> Iterator[None]:
         """Memory-map the database file while reading many lots (the export): SQLite then
-        reads pages in place instead of one pread() copy per page. Back to plain reads after."""
+        reads pages in place instead of one pread() copy per page. Back to plain reads after.
+        Nothing to do on a database server."""
+        if self.dialect.name != SQLITE.name:
+            yield
+            return
         size = self.path.stat().st_size if self.path.exists() else 0
         self.db.execute(f"PRAGMA mmap_size={max(size, 1) * 2}")
         try:

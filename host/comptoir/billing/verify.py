@@ -90,8 +90,8 @@ def verify(
         report.problems.append(f"lot {finess}/{seq}: {n} sheets point to a lot that is missing")
     (drift,) = db.execute(
         "SELECT COUNT(*) FROM (SELECT person_key, year, SUM(franchise) AS s FROM sheet "
-        "GROUP BY person_key, year HAVING s > 0) a LEFT JOIN franchise_year f "
-        "USING (person_key, year) WHERE f.charged IS NOT a.s"
+        "GROUP BY person_key, year HAVING SUM(franchise) > 0) a LEFT JOIN franchise_year f "
+        "USING (person_key, year) WHERE f.charged IS NULL OR f.charged <> a.s"
     ).fetchone()
     if drift:
         report.problems.append(f"franchise: {drift} yearly running totals differ from the sheets")
