@@ -11,7 +11,7 @@ from __future__ import annotations
 from .backend import Connection, Dialect
 from .errors import KeyFileError, StorageError
 from .failures import write_failed
-from .keys import KEY_BYTES, load_or_create_key
+from .keys import KEY_BYTES, check_private, load_or_create_key
 from .migrations import Schema, Step, migrate, run_step
 from .sealing import NONCE_BYTES, TAG_BYTES, Sealer, derive_key
 from .sqlite import SQLITE, checkpoint, open_sqlite
@@ -29,6 +29,7 @@ __all__ = [
     "Sealer",
     "Step",
     "StorageError",
+    "check_private",
     "checkpoint",
     "derive_key",
     "load_or_create_key",

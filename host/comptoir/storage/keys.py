@@ -28,18 +28,25 @@ def load_or_create_key(path: str | Path, *, create: bool = True) -> bytes:
         if not create:
             raise KeyFileError(f"key file {path} is missing")
         _create(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise KeyFileError(f"key file {path} is missing") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise KeyFileError(f"key file {path} is readable by others (chmod 600 it)")
-    if info.st_uid != os.geteuid():
-        raise KeyFileError(f"key file {path} belongs to another user (uid {info.st_uid})")
+    check_private(path, "key file")
     key = path.read_bytes()
     if len(key) != KEY_BYTES:
         raise KeyFileError(f"key file {path} is not a {KEY_BYTES}-byte key")
     return key
+
+
+def check_private(path: Path, what: str) -> os.stat_result:
+    """A secret file (key, pepper, password) as it must be: there, ours, and readable by us
+    only. Raises KeyFileError naming `what` and the file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise KeyFileError(f"{what} {path} is missing") from None
+    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{what} {path} is readable by others (chmod 600 it)")
+    if info.st_uid != os.geteuid():
+        raise KeyFileError(f"{what} {path} belongs to another user (uid {info.st_uid})")
+    return info
 
 
 def _create(path: Path) -> None:
