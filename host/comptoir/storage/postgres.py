@@ -27,6 +27,7 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from enum import Enum
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,7 @@ _DDL = (
                                                    "PRIMARY KEY"),
     (re.compile(r"\bINTEGER\b", re.I), "BIGINT"),
     (re.compile(r"\bBLOB\b", re.I), "BYTEA"),
+    (re.compile(r"\bREAL\b", re.I), "DOUBLE PRECISION"),  # unix seconds need 8 bytes
     (re.compile(r"\)\s*WITHOUT ROWID", re.I), ")"),
 )
 _CAST_BLOB = re.compile(r"CAST\((\w+) AS BLOB\)", re.I)
@@ -126,6 +128,12 @@ def to_postgres(sql: str, placeholders: bool = True) -> str:
     return sql.replace("%", "%%").replace("?", "%s") if placeholders else sql
 
 
+def _values(parameters: Sequence[Any]) -> tuple[Any, ...]:
+    """A query's values as sqlite3 passes them: a str enum (a transaction's state) as its
+    value, not psycopg's enum name."""
+    return tuple(p.value if isinstance(p, Enum) else p for p in parameters)
+
+
 class PgConnection:
     """A psycopg connection (autocommit) as the stores' `backend.Connection`."""
 
@@ -138,13 +146,13 @@ class PgConnection:
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
         if parameters:
-            return self.raw.execute(to_postgres(sql), tuple(parameters))  # type: ignore[arg-type]
+            return self.raw.execute(to_postgres(sql), _values(parameters))
         # No parameters: sent as it is (a script of several statements may be, too).
         return self.raw.execute(to_postgres(sql, False).encode())
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
         cur = self.raw.cursor()
-        cur.executemany(to_postgres(sql), [tuple(p) for p in parameters])  # type: ignore[arg-type]
+        cur.executemany(to_postgres(sql), [_values(p) for p in parameters])
         return cur
 
     def close(self) -> None:

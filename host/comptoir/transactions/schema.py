@@ -40,3 +40,6 @@ def _add_rights_columns(db: Any) -> None:
 
 
 SCHEMA = Schema((SCHEMA_1, _add_rights_columns))
+# The same steps for a database server (PostgreSQL), numbered the same: step 2 in SQL there.
+SERVER_SCHEMA = Schema((SCHEMA_1, "ALTER TABLE tx " + ", ".join(
+    f"ADD COLUMN IF NOT EXISTS {name} {kind}" for name, kind in RIGHTS_COLUMNS)))

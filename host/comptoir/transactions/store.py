@@ -29,6 +29,9 @@ from comptoir.billing import (
 )
 from comptoir.clock import now as clock_now
 from comptoir.storage import (
+    SQLITE,
+    Connection,
+    Dialect,
     Sealer,
     checkpoint,
     load_or_create_key,
@@ -59,7 +62,7 @@ from .model import (
 )
 from .policy import judge
 from .rights_desk import RightsDesk
-from .schema import SCHEMA
+from .schema import SCHEMA, SERVER_SCHEMA
 from .sealed import decode_verified, encode_verified
 
 log = logging.getLogger("comptoir.transactions")
@@ -79,7 +82,11 @@ class TransactionStore:
         retention_s: float = 24 * 3600,
         clock: Callable[[], float] = clock_now,
         rights: RightsDesk | None = None,
+        db: Connection | None = None,
+        dialect: Dialect = SQLITE,
     ) -> None:
+        """`db` and `dialect`: another backend's connection (`store_pg.open_store`); `path`
+        then only names it."""
         master = key if isinstance(key, bytes) else load_or_create_key(key)
         # Own derived key: a transaction blob never opens with the rights cache's key.
         self._sealer = Sealer(master, b"comptoir transactions aes-256-gcm")
@@ -97,11 +104,13 @@ class TransactionStore:
         self.on_rights: Callable[[str], None] | None = None
         # secure_delete: purged personal data is overwritten with zeros in the database's
         # pages (freed overflow pages included), not just unlinked from the b-tree.
-        self.db = open_sqlite(path, check_same_thread=False)
+        self.dialect = dialect
+        self.db: Any = open_sqlite(path, check_same_thread=False) if db is None else db
         try:
-            migrate(self.db, SCHEMA, too_new=lambda found, ours: SchemaTooNew(
-                f"transactions database {path} has schema {found}, newer than this "
-                f"program's {ours}"))
+            migrate(self.db, SCHEMA if dialect is SQLITE else SERVER_SCHEMA,
+                    too_new=lambda found, ours: SchemaTooNew(
+                        f"transactions database {path} has schema {found}, newer than this "
+                        f"program's {ours}"), dialect=dialect)
         except BaseException:
             self.db.close()
             raise
@@ -358,7 +367,10 @@ class TransactionStore:
     def _erase_wal(self) -> None:
         """The WAL still holds the pages as they were before the purge (the sealed data, which
         the key opens): copy the new pages into the database and truncate the WAL to nothing,
-        so that no file (a live backup included) keeps a purged person."""
+        so that no file (a live backup included) keeps a purged person. A database server
+        keeps its own log (its vacuum and WAL recycling are its administrator's)."""
+        if self.dialect is not SQLITE:
+            return
         self._wal_pending = not checkpoint(self.db)
         if self._wal_pending:
             log.warning("purged data still in the WAL: a reader held it; erased at the next "

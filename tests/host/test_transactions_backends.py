@@ -1,0 +1,98 @@
+"""The transactions store on PostgreSQL (issue 17): the store's own tests run again here with
+`TransactionStore` opening a database on the worker's real server (test_transactions.py is
+their SQLite run; the same functions), then what a shared store shows: a transaction opened at
+one counter is chosen for and dispensed at another, its personal data sealed in the database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+import test_transactions as same
+from pg_fixtures import PgServer, pg_server, pg_url  # noqa: F401 (fixtures)
+from test_transactions import KEY, request
+
+from comptoir.transactions import JournalBiller, State, TransactionStore
+from comptoir.transactions.store_pg import open_store
+from comptoir_tools.billing_synth import presentation
+
+SAME_TESTS = [
+    "test_lifecycle_and_sheet_bound_to_chosen_person",
+    "test_single_person_credential_is_ready_at_once",
+    "test_errors_change_nothing",
+    "test_cancel_and_expiry",
+    "test_expiry_never_cancels_a_billed_transaction",
+    "test_interleavings_never_mix_transactions",
+]
+
+
+class _Databases:
+    """One database per store path a test names."""
+
+    def __init__(self, server: PgServer) -> None:
+        self.server = server
+        self.urls: dict[Path, str] = {}
+        self.opened: list[TransactionStore] = []
+
+    def store(self, path: str | Path, key: Any, biller: Any = None, **options: Any
+              ) -> TransactionStore:
+        path = Path(path)
+        if path not in self.urls:
+            self.urls[path] = self.server.url(self.server.new_database())
+        s = open_store(self.urls[path], key, biller, **options)
+        self.opened.append(s)
+        return s
+
+
+@pytest.fixture
+def on_postgres(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+                ) -> Iterator[_Databases]:
+    dbs = _Databases(pg_server)
+    monkeypatch.setattr(same, "TransactionStore", dbs.store)
+    yield dbs
+    for s in dbs.opened:
+        s.close()
+
+
+@pytest.fixture
+def store(on_postgres: _Databases, tmp_path: Path) -> Iterator[TransactionStore]:
+    biller = JournalBiller(tmp_path / "billing.db")
+    yield on_postgres.store(tmp_path / "tx.db", KEY, biller)
+    biller.close()
+
+
+@pytest.mark.parametrize("name", SAME_TESTS)
+def test_the_transaction_tests_on_postgresql(name: str, on_postgres: _Databases,
+                                             request: pytest.FixtureRequest) -> None:
+    test = getattr(same, name)
+    inner = getattr(getattr(test, "hypothesis", None), "inner_test", test)
+    code = inner.__code__
+    wanted = [a for a in code.co_varnames[: code.co_argcount] if a != "ops"]
+    test(**{arg: request.getfixturevalue(arg) for arg in wanted})
+
+
+def test_a_transaction_opened_at_one_counter_is_dispensed_at_another(
+        pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from billing_fixtures import adult_family
+
+    biller = JournalBiller(tmp_path / "billing.db")
+    one, two = open_store(pg_url, KEY, biller), open_store(pg_url, KEY, biller)
+    fam = adult_family(beneficiaries=2)
+    opened = one.create(presentation(fam, 1), port="counter-1")
+    assert opened.state is State.AWAITING_BENEFICIARY
+    assert two.get(opened.id).people == opened.people  # unsealed at counter 2, same people
+    two.choose(opened.id, 1)
+    done = one.dispense(opened.id, request(1))
+    assert done.state is State.DISPENSED and done.sheet is not None
+    assert two.get(opened.id).sheet == done.sheet
+    with psycopg.connect(pg_url) as db:
+        raw = b"".join(bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
+                       for row in db.execute("SELECT * FROM tx") for v in row)
+    nir = fam.insured.nir
+    assert nir.encode() not in raw and nir[:13].encode() not in raw
+    one.close()
+    two.close()
+    biller.close()
