@@ -22,6 +22,7 @@ from comptoir.rights import (
     StalenessPolicy,
 )
 from comptoir.rights.sync_task import RightsSync
+from comptoir.stores import open_biller, open_transactions
 from comptoir.tasks import Task, ThreadTask, periodic
 from comptoir.tokens.refresh import TrustRefresher
 from comptoir.transactions import JournalBiller, RightsDesk, TransactionStore
@@ -104,12 +105,9 @@ def start_app(cfg: Config, daemon: Any, trust: TrustRefresher | None = None) -> 
     alerts on the event stream, its list ages in the metrics and /v1/health."""
     for d in (cfg.paths.data_dir, cfg.paths.keys_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-    biller = JournalBiller(cfg.billing_db, key=cfg.billing_key, lot_size=cfg.billing.lot_size,
-                           lot_max_age=cfg.billing.lot_max_age_s)
+    biller = open_biller(cfg)  # this PC's SQLite files, or PostgreSQL with storage.url
     rights = open_rights(cfg) if cfg.cache.enabled else None
-    store = TransactionStore(cfg.transactions_db, cfg.transactions_key, biller,
-                             open_ttl_s=cfg.transactions.open_ttl_s,
-                             retention_s=cfg.transactions.retention_s, rights=rights)
+    store = open_transactions(cfg, biller, rights)
     metrics = Metrics(lambda: {p: s.state for p, s in list(daemon.status.items())})
     feed = EventFeed(metrics, EventIds(cfg.paths.data_dir / "event-ids"))
     opener = TransactionOpener(store, feed, metrics)

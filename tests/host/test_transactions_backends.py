@@ -96,3 +96,39 @@ def test_a_transaction_opened_at_one_counter_is_dispensed_at_another(
     one.close()
     two.close()
     biller.close()
+
+
+def test_the_daemon_opens_its_stores_on_storage_url_and_they_outlive_a_server_restart(
+        pg_server: PgServer, pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+    from billing_fixtures import adult_family
+
+    from comptoir import config
+    from comptoir.stores import open_biller, open_transactions
+
+    cfg = config.from_dict({"paths": {"data_dir": str(tmp_path / "data"),
+                                      "keys_dir": str(tmp_path / "keys")},
+                            "storage": {"url": pg_url}})
+    biller = open_biller(cfg)
+    store = open_transactions(cfg, biller, None)
+    assert not (tmp_path / "data").exists()  # no SQLite file: everything on the server
+
+    def bill(seed: int) -> int:
+        tx = store.create(presentation(adult_family(seed, beneficiaries=0), 1))
+        done = store.dispense(tx.id, request(0))
+        assert done.sheet is not None
+        return done.sheet.invoice_no
+
+    assert bill(1) == 1
+    pg_server.stop()
+    pg_server.start()
+    # The first statement on each lost connection fails (its outcome unknown: nothing is
+    # acknowledged), the next ones run on a new connection, opened by the store itself.
+    for _ in range(3):
+        try:
+            invoice = bill(2)
+            break
+        except psycopg.OperationalError:
+            continue
+    assert invoice == 2  # numbering goes on without a gap
+    store.close()
+    biller.close()

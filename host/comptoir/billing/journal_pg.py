@@ -20,14 +20,7 @@ from typing import Any
 
 import psycopg
 
-from comptoir.storage.postgres import (
-    CONNECT_TIMEOUT_S,
-    PostgresDialect,
-    adapt,
-    check_url,
-    lock_id,
-    read_password,
-)
+from comptoir.storage.postgres import PostgresDialect, adapt, connector, lock_id
 
 from .journal import Journal
 
@@ -45,15 +38,11 @@ def open_journal(
 ) -> Journal:
     """The billing journal in the database at `url` (its tables made or migrated on first
     use). `key` is the billing key file (or its bytes): the same on every counter PC."""
-    check_url(url)
-    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                              "application_name": "comptoir-billing"}
-    if password_file is not None:
-        kwargs["password"] = read_password(password_file)
-    conn = psycopg.connect(url, **kwargs)
+    connect = connector(url, password_file=password_file, name="comptoir-billing")
+    conn = connect()
     try:
-        return Journal(Path("postgresql-billing"), key=key, db=adapt(conn), dialect=DIALECT,
-                       **options)
+        return Journal(Path("postgresql-billing"), key=key, db=adapt(conn, connect),
+                       dialect=DIALECT, **options)
     except BaseException:
         conn.close()
         raise

@@ -135,22 +135,45 @@ def _values(parameters: Sequence[Any]) -> tuple[Any, ...]:
 
 
 class PgConnection:
-    """A psycopg connection (autocommit) as the stores' `backend.Connection`."""
+    """A psycopg connection (autocommit) as the stores' `backend.Connection`.
 
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+    With `reconnect`, a connection lost (the server restarted, the LAN cut) is replaced by a
+    new one at the next statement that is not inside a transaction: the statement that found
+    it lost failed (its outcome unknown to the caller, as with any lost connection), and a
+    transaction under way is never continued on a new connection in autocommit."""
+
+    def __init__(self, conn: psycopg.Connection[Any],
+                 reconnect: Callable[[], psycopg.Connection[Any]] | None = None) -> None:
         self.raw = conn
+        self._reconnect = reconnect
+        self._in_transaction = False
 
     @property
     def in_transaction(self) -> bool:
+        if self.raw.closed:  # a lost connection took its transaction with it
+            self._in_transaction = False
+            return False
         return self.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
+    def _ready(self, sql: str) -> None:
+        starts = sql.lstrip()[:8].upper()
+        if self.raw.closed and self._reconnect is not None and (
+                not self._in_transaction or starts.startswith("BEGIN")):
+            self.raw = self._reconnect()
+        if starts.startswith("BEGIN"):
+            self._in_transaction = True
+        elif starts.startswith(("COMMIT", "ROLLBACK")):
+            self._in_transaction = False
+
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        self._ready(sql)
         if parameters:
             return self.raw.execute(to_postgres(sql), _values(parameters))
         # No parameters: sent as it is (a script of several statements may be, too).
         return self.raw.execute(to_postgres(sql, False).encode())
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
+        self._ready(sql)
         cur = self.raw.cursor()
         cur.executemany(to_postgres(sql), [_values(p) for p in parameters])
         return cur
@@ -159,8 +182,23 @@ class PgConnection:
         self.raw.close()
 
 
-def adapt(conn: psycopg.Connection[Any]) -> Connection:
-    return PgConnection(conn)
+def adapt(conn: psycopg.Connection[Any],
+          reconnect: Callable[[], psycopg.Connection[Any]] | None = None) -> Connection:
+    return PgConnection(conn, reconnect)
+
+
+def connector(url: str, *, password_file: str | Path | None = None,
+              name: str = "comptoir") -> Callable[[], psycopg.Connection[Any]]:
+    """A function opening one autocommit connection to `url` (for a store's own connection,
+    and to open it again once lost)."""
+    check_url(url)
+    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
+                              "application_name": name}
+    if password_file is not None:
+        kwargs["password"] = read_password(password_file)
+    elif "PGPASSWORD" in os.environ:
+        kwargs["password"] = os.environ["PGPASSWORD"]
+    return lambda: psycopg.connect(url, **kwargs)
 
 
 def lock_id(name: str) -> int:

@@ -26,7 +26,9 @@ class JournalBiller:
     the journal) or the key bytes; a bad key file fails here, naming the file."""
 
     def __init__(self, path: str | Path, *, key: bytes | str | Path | None = None,
-                 **journal_options: Any) -> None:
+                 opener: Callable[[], Any] | None = None, **journal_options: Any) -> None:
+        """`opener`: opens the journal another way (on PostgreSQL: `journal_pg.open_journal`),
+        on the journal's thread too."""
         from comptoir.billing import Journal
 
         journal_options["key"] = key
@@ -35,7 +37,8 @@ class JournalBiller:
         self._worker.start()
         self._journal: Any = None
         try:  # opened on the worker's thread: the connection belongs to it
-            self._journal = self._call(lambda _: Journal(path, **journal_options))
+            self._journal = self._call(
+                lambda _: opener() if opener is not None else Journal(path, **journal_options))
         except BaseException:
             self._worker.stop()
             raise

@@ -11,16 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
-from comptoir.storage.postgres import (
-    CONNECT_TIMEOUT_S,
-    PostgresDialect,
-    adapt,
-    check_url,
-    lock_id,
-    read_password,
-)
+from comptoir.storage.postgres import PostgresDialect, adapt, connector, lock_id
 
 from .billing_link import Biller
 from .store import TransactionStore
@@ -36,18 +27,14 @@ def open_store(
     password_file: str | Path | None = None,
     **options: Any,
 ) -> TransactionStore:
-    check_url(url)
-    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                              "application_name": "comptoir-transactions"}
-    if password_file is not None:
-        kwargs["password"] = read_password(password_file)
-    conn = psycopg.connect(url, **kwargs)
+    connect = connector(url, password_file=password_file, name="comptoir-transactions")
+    conn = connect()
     try:
         # Two daemons starting at once: one migrates, the other then finds it done.
         conn.execute("SELECT pg_advisory_lock(%s)", (lock_id("comptoir.migrations"),))
         try:
             return TransactionStore(Path("postgresql-transactions"), key, biller,
-                                    db=adapt(conn), dialect=DIALECT, **options)
+                                    db=adapt(conn, connect), dialect=DIALECT, **options)
         finally:
             conn.execute("SELECT pg_advisory_unlock(%s)", (lock_id("comptoir.migrations"),))
     except BaseException:
