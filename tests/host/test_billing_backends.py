@@ -146,6 +146,7 @@ def test_one_counter_exports_at_a_time_and_a_dead_holder_hands_over(
         assert got
         with export_lock(two) as other:
             assert not other  # counter 2 leaves the export to counter 1
+        assert Exporter(two, tmp_path / "out2").export().busy  # and its export says so
         report = Exporter(one, tmp_path / "out").export()
         assert report.lots == 2
     with export_lock(two) as got:

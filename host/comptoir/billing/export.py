@@ -69,6 +69,7 @@ class ExportReport:
     restored: int = 0  # files found missing and written again
     batches: int = 0  # durability barriers (directory fsyncs + journal commit) this run
     direct: bool = False  # files written with O_DIRECT
+    busy: bool = False  # another counter is exporting this journal now: nothing done here
 
 
 def file_name(lot: Lot, kind: str) -> str:
@@ -219,7 +220,24 @@ class Exporter:
         progress: Callable[[int, int], None] | None = None,
     ) -> ExportReport:
         """Export every closed lot not yet exported (or whose files went missing).
-        `progress(lots, sheets)` is called as lots are skipped or committed."""
+        `progress(lots, sheets)` is called as lots are skipped or committed. On a journal
+        shared by several counters (PostgreSQL), one exports at a time: the others get a
+        report saying `busy` and do nothing."""
+        if self.journal.dialect.name == "postgresql":
+            from .journal_pg import export_lock
+
+            with export_lock(self.journal) as mine:
+                if not mine:
+                    log.info("export left to the counter exporting now")
+                    return ExportReport(busy=True)
+                return self._export(finess, progress)
+        return self._export(finess, progress)
+
+    def _export(
+        self,
+        finess: str | None,
+        progress: Callable[[int, int], None] | None,
+    ) -> ExportReport:
         report = ExportReport()
         done = self.exported()
         todo: list[Lot] = []
