@@ -106,7 +106,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
               "  (publish it there: the insurer's anchor.pem, trust-list.cbor, status-*.cbor;"
               " for a bench, `comptoir pki init DIR` makes a test one)", file=sys.stderr)
         return 2
-    except (StateInUse, StateCorrupt) as e:
+    except (StateInUse, StateCorrupt, StorageError) as e:
         print(f"comptoir: {e}", file=sys.stderr)
         return 2
     # Before anything answers: a SIGTERM as soon as the API is up still stops cleanly.

@@ -33,6 +33,7 @@ from typing import Any
 
 from psycopg_pool import ConnectionPool
 
+from comptoir.storage.errors import StorageError
 from comptoir.storage.migrations import Schema
 from comptoir.storage.postgres import migrate_locked, open_pool, transaction, unavailable
 
@@ -183,8 +184,11 @@ def open_shared_state(url: str, password_file: str | Path | None, *,
     pool = open_pool(url, password_file=password_file, name="comptoir-verifier")
     try:
         state = PgVerifierState(pool, pepper=pepper)
-    except BaseException:
+    except BaseException as e:
         pool.close()
+        if unavailable(e):
+            raise StorageError(f"the shared database is unreachable ({type(e).__name__}); "
+                               "is the server up and storage.url right?") from None
         raise
     state._owns_pool = True
     return state
