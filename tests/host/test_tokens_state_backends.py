@@ -259,3 +259,16 @@ def test_a_password_in_the_toml_is_refused_without_echoing_it(url):
     with pytest.raises(config.ConfigError) as e:
         config.from_dict({"storage": {"url": url}})
     assert "secret" not in str(e.value) and str(e.value).startswith("storage.url:")
+
+
+def test_a_daemon_started_while_the_server_is_off_says_so(pg_server, pg_url):  # noqa: F811
+    from comptoir.storage import StorageError
+    from comptoir.tokens.replay_pg import open_shared_state
+
+    pg_server.stop()
+    try:
+        with pytest.raises(StorageError, match="shared database is unreachable"):
+            open_shared_state(pg_url, None, pepper=PEPPER)
+    finally:
+        pg_server.start()
+    open_shared_state(pg_url, None, pepper=PEPPER).close()
