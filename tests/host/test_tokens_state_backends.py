@@ -272,3 +272,16 @@ def test_a_daemon_started_while_the_server_is_off_says_so(pg_server, pg_url):  #
     finally:
         pg_server.start()
     open_shared_state(pg_url, None, pepper=PEPPER).close()
+
+
+def test_a_password_file_others_can_read_is_refused(tmp_path):
+    from comptoir.storage import KeyFileError
+    from comptoir.storage.postgres import read_password
+
+    path = tmp_path / "pg-password"
+    path.write_text("s3cret\n")
+    path.chmod(0o640)
+    with pytest.raises(KeyFileError, match="readable by others"):
+        read_password(path)
+    path.chmod(0o600)
+    assert read_password(path) == "s3cret"

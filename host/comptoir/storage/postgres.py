@@ -23,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from psycopg_pool import ConnectionPool
 
 from .backend import Connection
 from .errors import StorageError
+from .keys import check_private
 from .migrations import Schema, migrate
 
 CONNECT_TIMEOUT_S = 3  # per connection attempt (libpq's connect_timeout)
@@ -62,14 +62,10 @@ def check_url(url: str) -> None:
 
 
 def read_password(path: str | Path) -> str:
-    """The password file's first line; refused when others can read the file."""
+    """The password file's first line; refused (KeyFileError) when missing, readable by
+    others or not ours, like a key file."""
     path = Path(path)
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise StorageError(f"password file {path} is missing") from None
-    if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise StorageError(f"password file {path} is readable by others (chmod 600 it)")
+    info = check_private(path, "password file")
     return path.read_text(encoding="utf-8").splitlines()[0] if info.st_size else ""
 
 
