@@ -17,7 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from billing_fixtures import parse_b2
+from pg_fixtures import pg_server, pg_url  # noqa: F401 (fixtures)
 
 from comptoir.billing import Exporter, Journal, verify
 from comptoir.billing.crashpoints import POINTS
@@ -27,7 +29,7 @@ RANDOM_LIVES = 40
 SEED = int(os.environ.get("COMPTOIR_CRASH_SEED", "20260615"))
 
 
-def _run(db: Path, out: Path, crash: str | None, kill: tuple[int, float] | None) -> str:
+def _run(db: list[str], out: Path, crash: str | None, kill: tuple[int, float] | None) -> str:
     """One life of the driver: killed `delay` seconds after it reports its `lines`-th recorded
     dispensation, for kill = (lines, delay) (None: never), or by its own crash point."""
     env = dict(os.environ)
@@ -35,7 +37,7 @@ def _run(db: Path, out: Path, crash: str | None, kill: tuple[int, float] | None)
     if crash:
         env["COMPTOIR_BILLING_CRASH"] = crash
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comptoir_tools.billing_crashdriver", "--db", str(db), "--out",
+        [sys.executable, "-m", "comptoir_tools.billing_crashdriver", *db, "--out",
          str(out), "--count", str(COUNT)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
     )
@@ -70,8 +72,23 @@ def _run(db: Path, out: Path, crash: str | None, kill: tuple[int, float] | None)
     return "done"
 
 
-def test_sigkill_anywhere_loses_nothing_and_doubles_nothing(tmp_path: Path) -> None:
-    db, out = tmp_path / "journal.db", tmp_path / "out"
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_anywhere_loses_nothing_and_doubles_nothing(
+        tmp_path: Path, backend: str, request: pytest.FixtureRequest) -> None:
+    out = tmp_path / "out"
+    if backend == "sqlite":
+        db = ["--db", str(tmp_path / "journal.db")]
+
+        def journal() -> Journal:
+            return Journal(tmp_path / "journal.db")
+    else:  # the same journal on a real PostgreSQL server (issue 17)
+        from comptoir.billing.journal_pg import open_journal
+
+        url, key = request.getfixturevalue("pg_url"), tmp_path / "billing.key"
+        db = ["--url", url, "--key", str(key)]
+
+        def journal() -> Journal:
+            return open_journal(url, key=key)
     rng = random.Random(SEED)
     outcomes: collections.Counter[str] = collections.Counter()
     # Every named point at least once, at a random passage.
@@ -94,7 +111,7 @@ def test_sigkill_anywhere_loses_nothing_and_doubles_nothing(tmp_path: Path) -> N
     assert result == "done", outcomes
     assert outcomes["killed"] + outcomes["crashed"] >= 20, outcomes
 
-    with Journal(db) as j:
+    with journal() as j:
         ids = [r[0] for r in j.db.execute("SELECT transaction_id FROM sheet")]
         assert sorted(ids) == [f"T1-{i:08d}" for i in range(COUNT)]
         assert j.db.execute("SELECT COUNT(*) FROM sheet WHERE lot IS NULL").fetchone()[0] == 0

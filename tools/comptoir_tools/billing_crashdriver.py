@@ -2,6 +2,7 @@
 daemon would, so that a test can SIGKILL it anywhere and start it again.
 
     python -m comptoir_tools.billing_crashdriver --db J --out DIR --count 1000
+    python -m comptoir_tools.billing_crashdriver --url postgresql://… --key K --out DIR
 
 Each run resumes from what the journal holds, re-submitting the last few dispensations (a
 daemon killed mid-commit does not know whether its last one got in). Time is simulated: one
@@ -26,7 +27,10 @@ RESUBMIT = 3
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="crashdriver")
-    ap.add_argument("--db", required=True)
+    where = ap.add_mutually_exclusive_group(required=True)
+    where.add_argument("--db", help="the SQLite journal")
+    where.add_argument("--url", help="the journal on PostgreSQL (the postgres extra)")
+    ap.add_argument("--key", help="the billing key file (with --url)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--count", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=1)
@@ -40,7 +44,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     synth = Synth(args.seed, pharmacies=args.pharmacies, families=16)
-    with Journal(args.db, lot_size=args.lot_size, lot_max_age=args.lot_max_age) as journal:
+    options = {"lot_size": args.lot_size, "lot_max_age": args.lot_max_age}
+    if args.url:
+        from comptoir.billing.journal_pg import open_journal
+
+        opened = open_journal(args.url, key=args.key, **options)
+    else:
+        opened = Journal(args.db, **options)
+    with opened as journal:
         exporter = Exporter(journal, args.out, batch_lots=args.batch_lots)
         start = max(0, journal.count_sheets() - RESUBMIT)
         print("READY", flush=True)
