@@ -24,10 +24,10 @@ class _Chip:
 
     def __init__(self, path):
         self.fd = Fd(path)
-        self.rx = bytearray(2048)
+        self.rx = _port.outside_buf(2048)
         self.n = 0
-        self._mv = memoryview(self.rx)
-        self.out = bytearray(300)
+        self._mv = self.rx
+        self.out = _port.outside_buf(300)
         self.nout = 0
         _port.add_device(self, self.fd.pollable)
 
@@ -63,13 +63,13 @@ class _Chip:
         return end
 
     def pop(self, k):
-        self.rx[: self.n - k] = self.rx[k : self.n]
+        self.rx[: self.n - k] = bytes(self.rx[k : self.n])
         self.n -= k
 
     def send(self):
         if self.nout:
             self.fd.write(_WAKE)
-            self.fd.write(memoryview(self.out)[: self.nout])
+            self.fd.write(self.out[: self.nout])
             self.nout = 0
 
     def add_out(self, b):

@@ -255,6 +255,15 @@ class Arena:
 
 internal = [Arena("internal", 0)]
 psram = [Arena("psram", 0)]
+# The stand-in's own buffers for hardware that has them outside MicroPython's
+# heap (a UART's FIFO reads, the PN532's SPI/I2C interface), so the firmware's
+# heap holds only what it holds on a board.
+outside = [Arena("outside", 0)]
+
+
+def outside_buf(n):
+    mv = outside[0].alloc(n)
+    return mv if mv is not None else memoryview(bytearray(n))
 
 
 # ---------------------------------------------------------------- IDF log

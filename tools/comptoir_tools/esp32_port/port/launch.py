@@ -170,6 +170,7 @@ def main():
     # The IDF heap (internal RAM) and PSRAM: preallocated, outside the budget.
     _port.internal[0] = _port.Arena("internal", o["internal_heap"])
     _port.psram[0] = _port.Arena("psram", o["psram_heap"], signed=True)
+    _port.outside[0] = _port.Arena("outside", 16384)
     repl = _port.Repl(o["uart"].get(0) if o["uart_repl"] else None, o["repl_baud"])
 
     import select
@@ -203,6 +204,9 @@ def main():
         extra = gc.mem_free() - o["heap_free"] - 64
         if extra > 0:
             ballast = bytearray(extra)
+        else:
+            _port.console("[esp32] stand-in: the firmware's heap is %d bytes short of "
+                          "--heap-free (raise esp32_port.STANDIN_HEAP)" % -extra)
     gc.collect()
     _port.console("[esp32] stand-in: %s, MicroPython %s, ticks_ms from %d, free heap %d"
                   % (o["chip"], o["version"], o["ticks_start"], gc.mem_free()))

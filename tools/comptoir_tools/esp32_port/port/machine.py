@@ -160,8 +160,8 @@ class UART:
         self._fd = Fd(spec) if spec else None
         # The IDF ring (rxbuf) behind the 128-byte FIFO: beyond both, bytes are lost.
         self._ring = Ring(rxb + _UART_FIFO + 1, store)
-        self._chunk = bytearray(256)
-        self._chunk_mv = memoryview(self._chunk)
+        self._chunk = _port.outside_buf(256)
+        self._chunk_mv = self._chunk
         self._tx_done_at = 0.0
         # Finding 3 (inferred from ESP-IDF >= 5.5 uart_set_pin, to confirm on a
         # board): a GPIO-matrix RX on U0RXD's pin keeps its IO_MUX function, so
