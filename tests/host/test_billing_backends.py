@@ -16,7 +16,7 @@ import psycopg
 import pytest
 import test_billing_journal as same
 import test_billing_sealing as sealing
-from billing_fixtures import SYNTH
+from billing_fixtures import SYNTH, parse_b2
 from pg_fixtures import PgServer, pg_server, pg_url  # noqa: F401 (fixtures)
 
 from comptoir.billing import Exporter, Journal, verify
@@ -185,3 +185,58 @@ def test_personal_data_is_sealed_in_the_database_too(pg_url: str, key: Path) -> 
         db.execute("UPDATE sheet SET sealed=%s WHERE seq=%s", (blobs[a], b))
     assert any(f"invoice {ia}: sealed texts do not open" in p for p in verify(j).problems)
     j.close()
+
+
+def test_a_counter_killed_again_and_again_while_another_bills_loses_and_doubles_nothing(
+        pg_url: str, key: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Two counters' billing processes on one journal: counter A is SIGKILLed at random
+    moments (and at random crash points) and restarted while counter B bills on; at the end
+    every care sheet is there once, numbered per FINESS 1..n without a gap, in exactly one
+    lot, every lot exported once, the chain verifying."""
+    import collections
+    import random
+    import subprocess
+    import sys
+
+    import test_billing_crash as crash
+
+    from comptoir.billing.crashpoints import POINTS
+
+    out = tmp_path / "out"  # the export folder every counter writes to (a share)
+    counter = ["--url", pg_url, "--key", str(key), "--stride", "2"]
+    # The key file exists before both start (the installer copied it).
+    open_journal(pg_url, key=key).close()
+    b = subprocess.Popen([sys.executable, "-m", "comptoir_tools.billing_crashdriver", *counter,
+                          "--offset", "1", "--out", str(out), "--count", str(crash.COUNT)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    rng = random.Random(17)
+    outcomes: collections.Counter[str] = collections.Counter()
+    for _ in range(12):
+        chosen = f"{rng.choice(POINTS)}:{rng.randint(1, 10)}" if rng.random() < 0.4 else None
+        result = crash._run([*counter, "--offset", "0"], out, chosen,
+                            (rng.randint(1, 40), rng.uniform(0.0, 0.01)))
+        outcomes[result] += 1
+        if result == "done":
+            break
+    if result != "done":
+        outcomes[crash._run([*counter, "--offset", "0"], out, None, None)] += 1
+    _, b_err = b.communicate(timeout=120)
+    assert b.returncode == 0, b_err
+    assert outcomes["killed"] + outcomes["crashed"] >= 5, outcomes
+
+    with open_journal(pg_url, key=key) as j:
+        Exporter(j, out).export()  # the next round exports what the last one left
+        expected = sorted(f"T1-{i:08d}" for i in range(crash.COUNT))
+        assert sorted(r[0] for r in j.db.execute("SELECT transaction_id FROM sheet")) == expected
+        for finess in j.pharmacies():
+            invoices = [r[0] for r in j.db.execute(
+                "SELECT invoice_no FROM sheet WHERE finess=? ORDER BY invoice_no", (finess,))]
+            assert invoices == list(range(1, len(invoices) + 1)), finess
+        assert j.db.execute("SELECT COUNT(*) FROM sheet WHERE lot IS NULL").fetchone()[0] == 0
+        report = verify(j, out)
+        assert report.ok, report.problems
+        assert report.sheets == crash.COUNT and report.unexported == 0
+    in_b2 = collections.Counter(
+        str(r["transaction"]) for p in out.rglob("*.b2") for r in parse_b2(p)
+        if r["type"] == "200")
+    assert in_b2 == collections.Counter(expected)

@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     # kill can land between the lots of one batch (crash point export.lot_renamed).
     ap.add_argument("--export-every", type=int, default=75)
     ap.add_argument("--batch-lots", type=int, default=2)
+    # Several counters on one journal (--url): this one bills dispensations i with
+    # i % stride == offset, and resumes by submitting them all again (a care sheet is
+    # recorded once per transaction, whatever the number of attempts).
+    ap.add_argument("--stride", type=int, default=1)
+    ap.add_argument("--offset", type=int, default=0)
     args = ap.parse_args(argv)
 
     synth = Synth(args.seed, pharmacies=args.pharmacies, families=16)
@@ -53,9 +58,9 @@ def main(argv: list[str] | None = None) -> int:
         opened = Journal(args.db, **options)
     with opened as journal:
         exporter = Exporter(journal, args.out, batch_lots=args.batch_lots)
-        start = max(0, journal.count_sheets() - RESUBMIT)
+        start = max(0, journal.count_sheets() - RESUBMIT) if args.stride == 1 else args.offset
         print("READY", flush=True)
-        for i in range(start, args.count):
+        for i in range(start, args.count, args.stride):
             journal.record(synth.dispensation(i), now=START + 60 * i)
             print(i, flush=True)
             if i % args.export_every == 0:
