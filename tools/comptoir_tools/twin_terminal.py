@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> int:
     log_path = twin.workdir / "comptoir.log"
     logs.setup(path=str(log_path))
     print(f"Comptoir software twin: {args.boards} reader board(s) running the real firmware "
-          "(its ESP32 board layer on the port stand-in) on the MicroPython unix port: board0 an NFC reader (100 KB heap, "
+          "(its ESP32 board layer on the port stand-in) on the MicroPython unix port: "
+          "board0 an NFC reader (100 KB heap, "
           f"{args.baud} baud), the others camera + NFC boards (PSRAM, 921 600 baud); "
           "simulated PN532s, phones and camera; the real host daemon verifying real tokens "
           "from a test PKI (generated people only).")
