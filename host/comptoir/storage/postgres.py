@@ -40,6 +40,12 @@ from .errors import StorageError
 from .keys import check_private
 from .migrations import Schema, migrate
 
+# Every commit a counter acts on is on the server's disk before the counter acts: a verdict
+# "accepted" or a care sheet's number must survive a crash of the server (a server configured
+# with synchronous_commit=off would otherwise acknowledge commits it may lose, and a QR
+# accepted just before would be accepted again after). Set per session: no server default
+# makes it weaker.
+DURABLE = "-c synchronous_commit=on"
 CONNECT_TIMEOUT_S = 3  # per connection attempt (libpq's connect_timeout)
 POOL_TIMEOUT_S = 3.0  # waiting for a pooled connection, the server being unreachable
 
@@ -82,7 +88,7 @@ def open_pool(
     (its stores then answer `unavailable` errors until it is back)."""
     check_url(url)
     kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                              "application_name": name}
+                              "application_name": name, "options": DURABLE}
     if password_file is not None:
         kwargs["password"] = read_password(password_file)
     elif "PGPASSWORD" in os.environ:
@@ -189,7 +195,7 @@ def connector(url: str, *, password_file: str | Path | None = None,
     and to open it again once lost)."""
     check_url(url)
     kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                              "application_name": name}
+                              "application_name": name, "options": DURABLE}
     if password_file is not None:
         kwargs["password"] = read_password(password_file)
     elif "PGPASSWORD" in os.environ:
