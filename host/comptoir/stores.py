@@ -5,12 +5,15 @@ stays a file per PC for now."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from comptoir.config import Config
 from comptoir.transactions import JournalBiller, RightsDesk, TransactionStore
 
 
 def open_biller(cfg: Config) -> JournalBiller:
-    options = {"lot_size": cfg.billing.lot_size, "lot_max_age": cfg.billing.lot_max_age_s}
+    options: dict[str, Any] = {"lot_size": cfg.billing.lot_size,
+                               "lot_max_age": cfg.billing.lot_max_age_s}
     if not cfg.storage.url:
         return JournalBiller(cfg.billing_db, key=cfg.billing_key, **options)
     from comptoir.billing.journal_pg import open_journal
