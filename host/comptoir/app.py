@@ -28,8 +28,8 @@ from comptoir.tokens.refresh import TrustRefresher
 from comptoir.transactions import JournalBiller, RightsDesk, TransactionStore
 
 from .api.auth import load_or_create_token
-from .api.feed import EventFeed, EventIds
 from .api.server import ApiServer
+from .http.feed import EventFeed, EventIds
 
 log = logging.getLogger("comptoir.api")  # the logger these messages always had
 

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from test_api import Env
 
 from comptoir.api import ApiServer
-from comptoir.api.request_json import MAX_JSON_DEPTH, ApiError, parse_json
+from comptoir.http.request_json import MAX_JSON_DEPTH, ApiError, parse_json
 
 
 @pytest.fixture

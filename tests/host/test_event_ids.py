@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 from comptoir.api import ApiServer, EventFeed
-from comptoir.api.feed import EventIds
+from comptoir.http.feed import EventIds
 
 TOKEN = "t" * 43
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from billing_fixtures import CIP, DAY, FINESS, PHARMACIST, PRESCRIBER, adult_family
 
-from comptoir.api.feed import EventFeed
 from comptoir.billing import LineInput, TiersPayant
 from comptoir.events import BoardDown, BoardInfo, BoardUp, PortLost
+from comptoir.http.feed import EventFeed
 from comptoir.nfc_service import Presentation, TapFailed
 from comptoir.opener import TransactionOpener
 from comptoir.tokens.model import Refused

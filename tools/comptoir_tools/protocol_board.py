@@ -65,8 +65,8 @@ class QrCounters:
 
     def __init__(self, tmp: Any, insurer: Any, texts: list[list[str]]) -> None:
         from comptoir import presentations
-        from comptoir.api.feed import EventFeed
         from comptoir.daemon import Daemon
+        from comptoir.http.feed import EventFeed
         from comptoir.opener import TransactionOpener
         from comptoir.pairing import PairedBoards
         from comptoir.transactions import JournalBiller, TransactionStore

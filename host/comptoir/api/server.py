@@ -17,14 +17,14 @@ from typing import Any
 
 from comptoir import __version__
 from comptoir.events import BoardStatus
+from comptoir.http.errors import status_of
+from comptoir.http.feed import EventFeed, Subscription
+from comptoir.http.request_json import ApiError, parse_json
 from comptoir.metrics import CONTENT_TYPE as METRICS_TYPE
 from comptoir.transactions import TransactionError, TransactionStore
 
 from . import bodies
 from .auth import authorized
-from .errors import status_of
-from .feed import EventFeed, Subscription
-from .request_json import ApiError, parse_json
 
 log = logging.getLogger("comptoir.api")
 

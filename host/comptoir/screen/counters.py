@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from comptoir import clock
-from comptoir.api.feed import EventFeed
 from comptoir.events import BoardStatus
+from comptoir.http.feed import EventFeed
 from comptoir.transactions import TransactionView
 
 log = logging.getLogger("comptoir.screen")

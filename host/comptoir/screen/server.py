@@ -1,7 +1,7 @@
 """The counter screen's HTTP server: loopback only, the API's Host rule, a session cookie and a
 CSRF token instead of the API token, a strict Content-Security-Policy, static files from the
 package. Routes and serialises only: every action is the transaction store's and the event
-feed's, as in the API (comptoir.api.server)."""
+feed's, as in the API (comptoir.api.server); the plumbing both share is in comptoir.http."""
 
 from __future__ import annotations
 
@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from comptoir import clock
-from comptoir.api.errors import status_of
-from comptoir.api.feed import EventFeed
-from comptoir.api.request_json import ApiError, parse_json
 from comptoir.events import BoardStatus
+from comptoir.http.errors import status_of
+from comptoir.http.feed import EventFeed
+from comptoir.http.request_json import ApiError, parse_json
 from comptoir.transactions import JournalBiller, TransactionError, TransactionStore
 
 from . import cookies, forms, views

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from comptoir import clock
-from comptoir.api import bodies
 from comptoir.events import BoardStatus
+from comptoir.http import transaction_json
 from comptoir.transactions import JournalBiller, TransactionView
 
 from .catalogue import CATALOGUE
@@ -29,7 +29,7 @@ def _iso(t: float | None) -> str | None:
 
 
 def transaction(tx: TransactionView) -> dict[str, Any]:
-    out = bodies.transaction(tx)
+    out = transaction_json.transaction(tx)
     out["created_at_iso"] = _iso(tx.created_at)
     a = tx.affiliation
     out["amo"] = None if a is None else {"regime": f"{a.regime:02d}", "caisse": f"{a.caisse:03d}",

@@ -1,5 +1,5 @@
 """What can go wrong with a transaction. Each error carries a stable code (the API and the
-counter screen answer with it; `comptoir.api.errors` gives each its HTTP status), never a
+counter screen answer with it; `comptoir.http.errors` gives each its HTTP status), never a
 status of its own: the domain does not know it is served over HTTP."""
 
 from __future__ import annotations
@@ -60,6 +60,14 @@ class NoRoom(TransactionError):
     request was kept, or (dispense) the care sheet was and the same request finishes it."""
 
     code = "storage_full"
+
+
+class StorageUnavailable(TransactionError):
+    """The shared database (PostgreSQL, `storage.url`) could not be reached: nothing of the
+    request was acknowledged; sent again once the server is back, it is done once (a care
+    sheet the journal already recorded is found, not recorded twice)."""
+
+    code = "storage_unavailable"
 
 
 class SchemaTooNew(RuntimeError):
