@@ -15,7 +15,7 @@ import test_transactions as same
 from pg_fixtures import PgServer, pg_server, pg_url  # noqa: F401 (fixtures)
 from test_transactions import KEY, request
 
-from comptoir.transactions import JournalBiller, State, TransactionStore
+from comptoir.transactions import JournalBiller, State, StorageUnavailable, TransactionStore
 from comptoir.transactions.store_pg import open_store
 from comptoir_tools.billing_synth import presentation
 
@@ -127,7 +127,7 @@ def test_the_daemon_opens_its_stores_on_storage_url_and_they_outlive_a_server_re
         try:
             invoice = bill(2)
             break
-        except psycopg.OperationalError:
+        except StorageUnavailable:
             continue
     assert invoice == 2  # numbering goes on without a gap
     store.close()

@@ -20,6 +20,7 @@ from typing import Any
 
 import psycopg
 
+from comptoir.storage import Unreachable
 from comptoir.storage.postgres import PostgresDialect, adapt, connector, lock_id
 
 from .journal import Journal
@@ -59,7 +60,7 @@ def export_lock(journal: Journal) -> Iterator[bool]:
     finally:
         if got:
             # A connection gone took its lock with it: nothing left to release then.
-            with suppress(psycopg.OperationalError):
+            with suppress(psycopg.OperationalError, Unreachable):
                 db.execute("SELECT pg_advisory_unlock(?)", (_EXPORT_LOCK,))
 
 

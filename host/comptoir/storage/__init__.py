@@ -9,7 +9,7 @@ one implemented (`sqlite.SQLITE`); a second backend brings its own dialect and c
 from __future__ import annotations
 
 from .backend import Connection, Dialect
-from .errors import KeyFileError, StorageError
+from .errors import KeyFileError, StorageError, Unreachable
 from .failures import write_failed
 from .keys import KEY_BYTES, check_private, load_or_create_key
 from .migrations import Schema, Step, migrate, run_step
@@ -29,6 +29,7 @@ __all__ = [
     "Sealer",
     "Step",
     "StorageError",
+    "Unreachable",
     "check_private",
     "checkpoint",
     "derive_key",

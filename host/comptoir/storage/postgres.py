@@ -16,6 +16,8 @@ not part of the daemon's base install.
 - `migrate_locked` runs a store's numbered migrations under a session advisory lock: two
   daemons starting at once never both run a step.
 - `unavailable(e)`: the server could not be reached or went away (not a bug, not a refusal).
+  A store's connection (`adapt`) raises `errors.Unreachable` then, the stores' own word for
+  it (they import no psycopg).
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from psycopg import conninfo
 from psycopg_pool import ConnectionPool
 
 from .backend import Connection
-from .errors import StorageError
+from .errors import StorageError, Unreachable
 from .keys import check_private
 from .migrations import Schema, migrate
 
@@ -103,7 +105,25 @@ def open_pool(
 def unavailable(e: BaseException) -> bool:
     """The server is unreachable or went away (refused connection, shutdown, pool timeout,
     a connection lost mid-transaction): the outcome of what was under way is unknown."""
-    return isinstance(e, psycopg.OperationalError)
+    return isinstance(e, (psycopg.OperationalError, Unreachable))
+
+
+# SQLSTATE classes of a server going away: connection exceptions, operator intervention
+# (shutdown, crash, starting up).
+_GONE = ("08", "57P")
+
+
+def _unreachable(e: psycopg.OperationalError) -> Unreachable:
+    """`e` as the stores' error. Its text names the server's failure, never a row's values
+    (psycopg puts no query parameters in a connection error)."""
+    why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return Unreachable(f"shared database unreachable ({why[:200]})")
+
+
+def _gone(e: psycopg.OperationalError, conn: psycopg.Connection[Any]) -> bool:
+    """A lost or refused connection, not a statement the server refused (a lock or statement
+    timeout, a full disk: those keep their own errors)."""
+    return conn.closed or e.sqlstate is None or e.sqlstate.startswith(_GONE)
 
 
 # What the stores write in SQLite's words, in PostgreSQL's: types in table definitions, the
@@ -161,7 +181,10 @@ class PgConnection:
         starts = sql.lstrip()[:8].upper()
         if self.raw.closed and self._reconnect is not None and (
                 not self._in_transaction or starts.startswith("BEGIN")):
-            self.raw = self._reconnect()
+            try:
+                self.raw = self._reconnect()
+            except psycopg.OperationalError as e:
+                raise _unreachable(e) from e
         if starts.startswith("BEGIN"):
             self._in_transaction = True
         elif starts.startswith(("COMMIT", "ROLLBACK")):
@@ -169,15 +192,25 @@ class PgConnection:
 
     def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
         self._ready(sql)
-        if parameters:
-            return self.raw.execute(to_postgres(sql), _values(parameters))
-        # No parameters: sent as it is (a script of several statements may be, too).
-        return self.raw.execute(to_postgres(sql, False).encode())
+        try:
+            if parameters:
+                return self.raw.execute(to_postgres(sql), _values(parameters))
+            # No parameters: sent as it is (a script of several statements may be, too).
+            return self.raw.execute(to_postgres(sql, False).encode())
+        except psycopg.OperationalError as e:
+            if _gone(e, self.raw):
+                raise _unreachable(e) from e
+            raise
 
     def executemany(self, sql: str, parameters: Iterable[Sequence[Any]], /) -> Any:
         self._ready(sql)
-        cur = self.raw.cursor()
-        cur.executemany(to_postgres(sql), [_values(p) for p in parameters])
+        try:
+            cur = self.raw.cursor()
+            cur.executemany(to_postgres(sql), [_values(p) for p in parameters])
+        except psycopg.OperationalError as e:
+            if _gone(e, self.raw):
+                raise _unreachable(e) from e
+            raise
         return cur
 
     def close(self) -> None:

@@ -62,5 +62,13 @@ class NoRoom(TransactionError):
     code = "storage_full"
 
 
+class StorageUnavailable(TransactionError):
+    """The shared database (PostgreSQL, `storage.url`) could not be reached: nothing of the
+    request was acknowledged; sent again once the server is back, it is done once (a care
+    sheet the journal already recorded is found, not recorded twice)."""
+
+    code = "storage_unavailable"
+
+
 class SchemaTooNew(RuntimeError):
     """The transactions database was migrated by a newer Comptoir."""

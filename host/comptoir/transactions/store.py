@@ -9,13 +9,14 @@ when the retention period of a finished transaction ends; open transactions expi
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from cryptography.exceptions import InvalidTag
 
@@ -33,6 +34,7 @@ from comptoir.storage import (
     Connection,
     Dialect,
     Sealer,
+    Unreachable,
     checkpoint,
     load_or_create_key,
     migrate,
@@ -49,6 +51,7 @@ from .errors import (
     NotFound,
     PersonMismatch,
     SchemaTooNew,
+    StorageUnavailable,
     Unavailable,
     WrongState,
 )
@@ -66,6 +69,24 @@ from .schema import SCHEMA, SERVER_SCHEMA
 from .sealed import decode_verified, encode_verified
 
 log = logging.getLogger("comptoir.transactions")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reachable(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """The shared database unreachable (PostgreSQL) during a request: the caller gets the
+    transactions' own error (StorageUnavailable), never the driver's."""
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except Unreachable as e:
+            raise StorageUnavailable(
+                f"{e}: nothing was acknowledged; once the server is back, send the same "
+                "request again (a care sheet already recorded is not recorded twice)") from e
+    return wrapper
+
 
 ID_BYTES = 16  # 128 random bits: not guessable, not enumerable
 _AAD = b"comptoir-transaction-v1:"
@@ -121,6 +142,7 @@ class TransactionStore:
 
     # --- writing ---------------------------------------------------------------------------
 
+    @_reachable
     def create(self, v: Verified, *, board_id: str = "", port: str = "",
                channel: str | None = None,
                on_rights: Callable[[str], None] | None = None) -> TransactionView:
@@ -147,7 +169,7 @@ class TransactionStore:
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (tx_id, state, now, now, v.presentation_id.hex(), board_id, port,
                      channel or str(v.channel), len(people), 0 if single else None, sealed))
-            except sqlite3.Error as e:
+            except (sqlite3.Error, Unreachable) as e:
                 if self.rights is not None:
                     self.rights.forget(tx_id)
                 if write_failed(e):
@@ -164,6 +186,7 @@ class TransactionStore:
                                               "state": str(state), "port": port})
         return view
 
+    @_reachable
     def refresh_rights(self, tx_id: str, on_done: Callable[[str], None] | None = None) -> None:
         """Ask the rights service (if any) again for this open transaction's family, in the
         background; `on_done(tx_id)` (default: `on_rights`) runs once the answer or the
@@ -181,6 +204,7 @@ class TransactionStore:
         """Wait for the rights refresh of this transaction (True at once without one)."""
         return True if self.rights is None else self.rights.wait(tx_id, timeout)
 
+    @_reachable
     def choose(self, tx_id: str, person: object) -> TransactionView:
         """Bind the transaction to one of its people. Allowed once."""
         with self._lock:
@@ -204,6 +228,7 @@ class TransactionStore:
         log.info("beneficiary chosen", extra={"transaction": tx_id, "person": person})
         return self.get(tx_id)
 
+    @_reachable
     def cancel(self, tx_id: str) -> TransactionView:
         with self._lock:
             row = self._row(tx_id)
@@ -228,6 +253,7 @@ class TransactionStore:
         log.info("transaction cancelled", extra={"transaction": tx_id})
         return self.get(tx_id)
 
+    @_reachable
     def dispense(self, tx_id: str, req: DispenseRequest) -> TransactionView:
         """Record the care sheet of the transaction's chosen person. `req.person` must name
         that person: a request meant for someone else is refused, whatever its content."""
@@ -292,6 +318,7 @@ class TransactionStore:
             "rights": None if basis is None else basis.status})
         return self.get(tx_id)
 
+    @_reachable
     def purge(self) -> tuple[int, int]:
         """Cancel open transactions older than the TTL; drop the personal data of finished ones
         past retention. Returns (expired, purged)."""
@@ -338,6 +365,7 @@ class TransactionStore:
         log.warning("transaction found billed in the journal: marked dispensed",
                     extra={"transaction": tx_id, "invoice": sheet.invoice_no})
 
+    @_reachable
     def recover_billed(self) -> list[str]:
         """At start: finish every ready transaction whose care sheet is in the journal (and
         tell `on_recovered`). Returns their ids."""
@@ -378,6 +406,7 @@ class TransactionStore:
 
     # --- reading ---------------------------------------------------------------------------
 
+    @_reachable
     def get(self, tx_id: str) -> TransactionView:
         view, recovered = self._get(tx_id)
         if recovered:
@@ -423,10 +452,12 @@ class TransactionStore:
             row["presentation_id"], row["board_id"], row["port"], row["channel"], people,
             row["chosen"], sheet, rights, service, affiliation, amc), recovered
 
+    @_reachable
     def ids(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self.db.execute("SELECT id FROM tx ORDER BY created_at")]
 
+    @_reachable
     def counts(self) -> dict[str, int]:
         with self._lock:
             got = dict(self.db.execute("SELECT state, COUNT(*) FROM tx GROUP BY state").fetchall())
