@@ -12,11 +12,12 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from comptoir import __version__
 from comptoir.events import BoardStatus
+from comptoir.http.connections import CappedHTTPServer
 from comptoir.http.errors import status_of
 from comptoir.http.feed import EventFeed, Subscription
 from comptoir.http.request_json import ApiError, parse_json
@@ -64,58 +65,23 @@ ROUTES: tuple[Route, ...] = (
 )
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # an event-stream client never blocks shutdown
+class _Server(CappedHTTPServer):
     request_queue_size = BACKLOG  # 5 by default: a burst of clients waited seconds in SYN retries
+    refusal_logger = log
+    refusal_message = "api connection refused: too many open"
     api: ApiServer
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._active = 0
-        self._active_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
     @property
-    def active(self) -> int:
-        return self._active
+    def max_connections(self) -> int:
+        return self.api.max_connections
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._active_lock:
-            full = self._active >= self.api.max_connections
-            if not full:
-                self._active += 1
-        if full:
-            # Refused without a thread: one short JSON answer, then the connection is closed.
-            body = json.dumps({"error": "too_many_connections",
-                               "detail": f"{self.api.max_connections} connections open; "
-                                         "try again shortly"}).encode()
-            try:
-                request.settimeout(1.0)
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\n"
-                                b"Content-Type: application/json; charset=utf-8\r\n"
-                                b"Retry-After: 1\r\nConnection: close\r\n"
-                                b"Content-Length: " + str(len(body)).encode() + b"\r\n\r\n"
-                                + body)
-            except OSError:
-                pass
-            log.warning("api connection refused: too many open",
-                        extra={"max_connections": self.api.max_connections})
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._release()
-            raise
+    def refusal_body(self) -> bytes:
+        return json.dumps({"error": "too_many_connections",
+                           "detail": f"{self.api.max_connections} connections open; "
+                                     "try again shortly"}).encode()
 
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        with self._active_lock:
-            self._active -= 1
+    def refusal_log_extra(self) -> dict[str, Any]:
+        return {"max_connections": self.api.max_connections}
 
 
 class ApiServer:

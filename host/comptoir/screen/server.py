@@ -18,13 +18,14 @@ import urllib.parse
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from comptoir import clock
 from comptoir.events import BoardStatus
+from comptoir.http.connections import CappedHTTPServer
 from comptoir.http.errors import status_of
 from comptoir.http.feed import EventFeed
 from comptoir.http.request_json import ApiError, parse_json
@@ -75,51 +76,15 @@ class Pharmacy:
         return dt.datetime.fromtimestamp(clock.now(), zoneinfo.ZoneInfo(self.timezone)).date()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(CappedHTTPServer):
     request_queue_size = 64
+    refusal_logger = log
+    refusal_message = "counter screen: connection refused, too many open"
+    max_connections = MAX_CONNECTIONS  # a page holds its event stream and one or two more
     screen: ScreenServer
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._active = 0
-        self._active_lock = threading.Lock()
-        super().__init__(*args, **kwargs)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        """At most MAX_CONNECTIONS at once (a page holds its event stream and one or two
-        more); the next is answered 503 and closed without a thread."""
-        with self._active_lock:
-            full = self._active >= MAX_CONNECTIONS
-            if not full:
-                self._active += 1
-        if full:
-            body = b'{"error": "too_many_connections", "message": "Trop de connexions"}'
-            try:
-                request.settimeout(1.0)
-                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
-                                b"Content-Type: application/json; charset=utf-8\r\n"
-                                b"Retry-After: 1\r\nContent-Length: "
-                                + str(len(body)).encode() + b"\r\n\r\n" + body)
-            except OSError:
-                pass
-            log.warning("counter screen: connection refused, too many open")
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._release()
-
-    def _release(self) -> None:
-        with self._active_lock:
-            self._active -= 1
+    def refusal_body(self) -> bytes:
+        return b'{"error": "too_many_connections", "message": "Trop de connexions"}'
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A page closed or reloaded mid-request (its event stream, a keep-alive connection):
