@@ -15,7 +15,13 @@ from typing import Any, Protocol
 
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Verified
-from comptoir.transactions import NoRoom, TransactionError, TransactionStore, TransactionView
+from comptoir.transactions import (
+    NoRoom,
+    StorageUnavailable,
+    TransactionError,
+    TransactionStore,
+    TransactionView,
+)
 
 log = logging.getLogger("comptoir.api")  # the logger these messages always had
 
@@ -57,11 +63,12 @@ class TransactionOpener:
                 try:
                     tx = self.store.create(ev.result, board_id=ev.board_id, port=ev.port,
                                            channel=ev.channel, on_rights=self.rights_refreshed)
-                except NoRoom as e:
-                    # Verified, but no transaction could be stored (disk full): the counter
-                    # is told, the card is presented again once there is room.
+                except (NoRoom, StorageUnavailable) as e:
+                    # Verified, but no transaction could be stored (disk full, the shared
+                    # database unreachable): the counter is told, the card is presented again
+                    # once there is room or the server is back.
                     log.error("transaction not opened", extra={"why": str(e)})
-                    self.stream.presented(ev, None, NoRoom.code)
+                    self.stream.presented(ev, None, e.code)
                     return
                 if self.metrics is not None:
                     self.metrics.count_transaction("opened")

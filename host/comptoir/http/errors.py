@@ -17,6 +17,7 @@ STATUS_OF_CODE: dict[str, int] = {
     "rights_unconfirmed": 409,
     "data_unavailable": 410,
     "storage_full": 507,
+    "storage_unavailable": 503,  # the shared database (PostgreSQL) unreachable: try again
 }
 
 
