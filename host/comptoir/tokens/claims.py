@@ -4,7 +4,8 @@ Keys 4-8 keep their CWT meanings (RFC 8392 / RFC 8747); Comptoir's own claims us
 keys -1..-24, which encode in one byte. (RFC 8392 leaves keys above -65537 to standards action;
 these tokens are only read by Comptoir verifiers, and one byte per key matters in a QR code.)
 Each token type has its own key space, told apart by the signed `typ` claim (-1).
-Parsing is strict: an unknown key, a missing key or a wrong type is a refusal.
+Parsing is strict: an unknown key, a missing key or a wrong type is a refusal (the readers of
+single values are in claim_fields.py; their names are importable from here too).
 """
 
 from __future__ import annotations
@@ -13,21 +14,35 @@ import datetime as dt
 from typing import Any
 
 from . import cose
+from .claim_fields import (
+    EPOCH,
+    MAX_NAME,  # noqa: F401 (claims.MAX_NAME, as before)
+    MAX_PERIODS,  # noqa: F401 (claims.MAX_PERIODS, as before)
+    TYP,
+    array,
+    birth_date,
+    bstr,
+    check_typ,
+    claims_map,
+    exemptions,
+    malformed,
+    period,
+    periods,
+    text,
+    uint,
+)
 from .model import (
     Affiliation,
     AmcContract,
     Beneficiary,
-    BirthDate,
     Credential,
-    Exemption,
     InsuredPerson,
     Period,
 )
 from .nir import parse_nir
 from .reasons import Reason, TokenError
 
-# Shared by every Comptoir token.
-TYP = -1
+# Shared by every Comptoir token (TYP, -1, is claim_fields'.)
 EXP, NBF, IAT, CTI, CNF = 4, 5, 6, 7, 8
 CNF_COSE_KEY = 1
 
@@ -65,10 +80,7 @@ PR_COUNTER = -3
 PR_CHALLENGE = -4  # NFC only
 
 MAX_BENEFICIARIES = 16
-MAX_PERIODS = 8
-MAX_NAME = 64
 TIERS_PAYANT_CODES = frozenset((0, 5, 15, 25))
-EPOCH = dt.date(1970, 1, 1)
 
 _CREDENTIAL_KEYS = frozenset(
     (
@@ -111,109 +123,6 @@ _PRESENTATION_KEYS = frozenset((TYP, IAT, CTI, PR_CREDENTIAL, PR_COUNTER, PR_CHA
 _PRESENTATION_REQUIRED = _PRESENTATION_KEYS - {PR_CHALLENGE}
 
 
-# --- strict readers -------------------------------------------------------------------------
-
-
-def _malformed(what: str) -> TokenError:
-    return TokenError(Reason.CLAIMS_MALFORMED, what)
-
-
-def uint(value: Any, what: str, maximum: int = 2**63 - 1) -> int:
-    # bool is an int subclass in Python; CBOR true must not pass as 1.
-    if type(value) is not int or not 0 <= value <= maximum:
-        raise _malformed(what)
-    return value
-
-
-def bstr(value: Any, what: str, minimum: int, maximum: int) -> bytes:
-    if not isinstance(value, bytes) or not minimum <= len(value) <= maximum:
-        raise _malformed(what)
-    return value
-
-
-def text(value: Any, what: str) -> str:
-    """A name: 1..MAX_NAME bytes of UTF-8 (CDDL `tstr .size` counts bytes, not characters),
-    every character printable in Python's sense (`str.isprintable`): no character of Unicode
-    general category Cc, Cf, Cs, Co, Cn (control, format, surrogate, private use, unassigned),
-    Zl, Zp, and no separator Zs other than U+0020 SPACE. Names end up on screens and in
-    billing files, where they must not be able to inject or hide anything."""
-    if not isinstance(value, str) or not value.isprintable():
-        raise _malformed(what)
-    # After isprintable: no surrogate is left, so the encoding cannot fail.
-    if not 0 < len(value.encode("utf-8")) <= MAX_NAME:
-        raise _malformed(what)
-    return value
-
-
-def array(value: Any, what: str, maximum: int) -> list[Any]:
-    if not isinstance(value, list) or len(value) > maximum:
-        raise _malformed(what)
-    return value
-
-
-def claims_map(value: Any, what: str, allowed: frozenset[int], required: frozenset[int]) -> dict:
-    if not isinstance(value, dict):
-        raise _malformed(what)
-    keys = value.keys()
-    if not keys <= allowed:
-        raise _malformed(f"{what}: unknown key")
-    if not required <= keys:
-        raise _malformed(f"{what}: missing key")
-    return value
-
-
-def check_typ(claims: Any, expected: int) -> None:
-    if not isinstance(claims, dict) or claims.get(TYP) != expected or type(claims[TYP]) is not int:
-        raise TokenError(Reason.TOKEN_TYPE_MISMATCH, f"expected typ {expected}")
-
-
-def _day(value: Any, what: str) -> dt.date:
-    return EPOCH + dt.timedelta(days=uint(value, what, 200_000))
-
-
-def _period(value: Any, what: str) -> Period:
-    pair = array(value, what, 2)
-    if len(pair) != 2:
-        raise _malformed(what)
-    period = Period(_day(pair[0], what), _day(pair[1], what))
-    if period.start > period.end:
-        raise _malformed(what)
-    return period
-
-
-def _periods(value: Any, what: str) -> tuple[Period, ...]:
-    return tuple(_period(p, what) for p in array(value, what, MAX_PERIODS))
-
-
-def _exemptions(value: Any) -> tuple[Exemption, ...]:
-    out = []
-    for item in array(value, "exemptions", MAX_PERIODS):
-        triple = array(item, "exemption", 3)
-        if len(triple) != 3:
-            raise _malformed("exemption")
-        code = uint(triple[0], "exemption code", 99)
-        out.append(Exemption(code, _period(triple[1:], "exemption")))
-    return tuple(out)
-
-
-def birth_date(value: Any, today: dt.date) -> BirthDate | None:
-    """A plausible civil birth date, or None. Unknown month means unknown day."""
-    if type(value) is not int or not 18_700_000 <= value <= 99_991_231:
-        return None
-    bd = BirthDate.from_int(value)
-    if bd.month > 12 or bd.day > 31 or (bd.month == 0 and bd.day != 0):
-        return None
-    if bd.month and bd.day:
-        try:
-            if dt.date(bd.year, bd.month, bd.day) > today:
-                return None
-        except ValueError:
-            return None
-    elif (bd.year, bd.month) > (today.year, today.month):
-        return None
-    return bd
-
-
 # --- credential -----------------------------------------------------------------------------
 
 
@@ -228,7 +137,7 @@ def parse_credential(claims: Any, now: int) -> Credential:
 
     aff = array(c[C_AFFILIATION], "affiliation", 3)
     if len(aff) != 3:
-        raise _malformed("affiliation")
+        raise malformed("affiliation")
     affiliation = Affiliation(
         uint(aff[0], "régime", 99), uint(aff[1], "caisse", 999), uint(aff[2], "centre", 9999)
     )
@@ -241,10 +150,10 @@ def parse_credential(claims: Any, now: int) -> Credential:
     )
     nir = ins[P_NIR]
     info = parse_nir(nir)
-    default_rights = _periods(c[C_RIGHTS], "rights") if C_RIGHTS in c else ()
+    default_rights = periods(c[C_RIGHTS], "rights") if C_RIGHTS in c else ()
     insured_birth = birth_date(ins[P_BIRTH_DATE], today)
     if insured_birth is None:
-        raise _malformed("insured birth date")
+        raise malformed("insured birth date")
     # The NIR is built from the birth date: a mismatch is the "father's NIR" class of mix-up.
     if info.year2 != insured_birth.year % 100 or (
         not info.pseudo_month and insured_birth.month and info.month != insured_birth.month
@@ -255,14 +164,14 @@ def parse_credential(claims: Any, now: int) -> Credential:
         family_name=text(ins[P_FAMILY_NAME], "family name"),
         given_names=text(ins[P_GIVEN_NAMES], "given names"),
         birth_date=insured_birth,
-        rights=_periods(ins[P_RIGHTS], "rights") if P_RIGHTS in ins else default_rights,
-        exemptions=_exemptions(ins.get(P_EXEMPTIONS, [])),
+        rights=periods(ins[P_RIGHTS], "rights") if P_RIGHTS in ins else default_rights,
+        exemptions=exemptions(ins.get(P_EXEMPTIONS, [])),
     )
 
     if C_BENEFICIARIES in c and c[C_BENEFICIARIES] == []:
         # `? -6: [1*16 beneficiary]`: a credential without beneficiaries omits the key, so
         # that a credential has one encoding.
-        raise _malformed("beneficiaries: empty array")
+        raise malformed("beneficiaries: empty array")
     beneficiaries = _beneficiaries(c.get(C_BENEFICIARIES, []), insured, default_rights, today)
 
     amc = None
@@ -275,17 +184,17 @@ def parse_credential(claims: Any, now: int) -> Credential:
         )
         tp = uint(a[A_TIERS_PAYANT], "tiers payant", 99)
         if tp not in TIERS_PAYANT_CODES:
-            raise _malformed("tiers payant")
+            raise malformed("tiers payant")
         amc = AmcContract(
             uint(a[A_NUMBER], "AMC number", 9_999_999_999),
             uint(a[A_CONTRACT_TYPE], "contract type", 99),
-            _period(a[A_PERIOD], "AMC period"),
+            period(a[A_PERIOD], "AMC period"),
             tp,
         )
 
     iat, nbf, exp = uint(c[IAT], "iat"), uint(c[NBF], "nbf"), uint(c[EXP], "exp")
     if not iat <= exp or not nbf <= exp:
-        raise _malformed("validity dates")
+        raise malformed("validity dates")
     return Credential(
         credential_id=bstr(c[CTI], "cti", 8, 16),
         issued_at=iat,
@@ -306,7 +215,7 @@ def _beneficiaries(
 ) -> tuple[Beneficiary, ...]:
     items = value if isinstance(value, list) else None
     if items is None:
-        raise _malformed("beneficiaries")
+        raise malformed("beneficiaries")
     if len(items) > MAX_BENEFICIARIES:
         raise TokenError(Reason.BENEFICIARIES_INCONSISTENT, "too many")
     out: list[Beneficiary] = []
@@ -347,8 +256,8 @@ def _beneficiaries(
                 quality=uint(b[P_QUALITY], "quality", 99),
                 family_name=insured.family_name if family is None else text(family, "family name"),
                 given_names=text(b[P_GIVEN_NAMES], "given names"),
-                rights=_periods(b[P_RIGHTS], "rights") if P_RIGHTS in b else default_rights,
-                exemptions=_exemptions(b.get(P_EXEMPTIONS, [])),
+                rights=periods(b[P_RIGHTS], "rights") if P_RIGHTS in b else default_rights,
+                exemptions=exemptions(b.get(P_EXEMPTIONS, [])),
             )
         )
     return tuple(out)
