@@ -18,7 +18,6 @@ import urllib.parse
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -28,20 +27,16 @@ from comptoir.events import BoardStatus
 from comptoir.http.connections import CappedHTTPServer
 from comptoir.http.errors import status_of
 from comptoir.http.feed import EventFeed
-from comptoir.http.request_json import ApiError, parse_json
 from comptoir.transactions import JournalBiller, TransactionError, TransactionStore
 
 from . import cookies, forms, views
 from .counters import Counters
+from .plumbing import Refused, ScreenHandlerBase
 from .sessions import Sessions, SignInLinks
 
 log = logging.getLogger("comptoir.screen")
 
-CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
-MAX_BODY = 16 * 1024
 KEEPALIVE_S = 10.0
-IDLE_TIMEOUT_S = 30.0
 MAX_CONNECTIONS = 32
 RECOVER_LAST = 200  # transactions looked at for open ones when the screen starts
 STATIC = {"screen.js": "text/javascript; charset=utf-8", "screen.css": "text/css; charset=utf-8"}
@@ -171,12 +166,6 @@ def link_for(base_url: str, secret: str) -> str:
     return f"{base_url}/connexion?jeton={secret}"
 
 
-class _Refused(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
 # French messages for the transaction store's refusals (the codes of docs/api.md).
 MESSAGES = {
     "unknown_transaction": "Transaction inconnue",
@@ -190,22 +179,11 @@ MESSAGES = {
     "data_unavailable": "Données de la transaction effacées (durée de conservation)",
     "storage_full": "Disque plein : rien n'a été enregistré ; libérez de la place puis "
                     "recommencez",
-    "storage_unavailable": "Base partagée injoignable : rien n'a été enregistré ; "
-                           "recommencez quand elle est revenue",
 }
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ScreenHandlerBase):
     server: _Server
-    server_version = "comptoir"
-    sys_version = ""
-    protocol_version = "HTTP/1.1"
-    _raw = b""
-    timeout = IDLE_TIMEOUT_S  # a silent keep-alive connection, or a stalled body, is closed
-
-    def log_message(self, format: str, *args: Any) -> None:
-        # No query strings (the sign-in secret), no personal data.
-        log.debug("screen request", extra={"line": (self.requestline.split("?")[0])[:200]})
 
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -219,7 +197,7 @@ class _Handler(BaseHTTPRequestHandler):
         screen = self.server.screen
         url = urllib.parse.urlsplit(self.path)
         try:
-            self._check_host(screen)
+            self._check_host(screen.host)
             # A POST's body is read first, whatever comes next: one left unread would be taken
             # for the start of the next request on this keep-alive connection.
             self._raw = self._read_body() if method == "POST" else b""
@@ -228,17 +206,17 @@ class _Handler(BaseHTTPRequestHandler):
                 if match is None:
                     continue
                 if m != method:
-                    raise _Refused(405, "method_not_allowed", "Méthode non permise")
+                    raise Refused(405, "method_not_allowed", "Méthode non permise")
                 session = None
                 if handler not in _PUBLIC:
-                    session = self._session(screen)
+                    session = self._session(screen.sessions)
                     if method == "POST" and not screen.sessions.csrf_ok(
                             session, self.headers.get("X-CSRF-Token")):
-                        raise _Refused(403, "csrf", "Jeton anti-falsification absent ou faux")
+                        raise Refused(403, "csrf", "Jeton anti-falsification absent ou faux")
                 getattr(self, "h_" + handler)(screen, session, url.query, **match.groupdict())
                 return
-            raise _Refused(404, "not_found", "Page inconnue")
-        except (_Refused, forms.FormError, TransactionError) as e:
+            raise Refused(404, "not_found", "Page inconnue")
+        except (Refused, forms.FormError, TransactionError) as e:
             self._refusal(e)
         except (BrokenPipeError, ConnectionResetError, TimeoutError):
             self.close_connection = True
@@ -250,75 +228,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _refusal(self, e: Exception) -> None:
         try:
             raise e
-        except _Refused as e:
+        except Refused as e:
             self._json(e.status, {"error": e.code, "message": e.message})
         except forms.FormError as e:
             self._json(422, {"error": "invalid_form", "field": e.field, "message": str(e)})
         except TransactionError as e:
             self._json(status_of(e), {"error": e.code, "message": MESSAGES.get(e.code, e.code),
                                   "detail": str(e)})
-
-    def _check_host(self, screen: ScreenServer) -> None:
-        # The API's rule: a page reaching 127.0.0.1 through DNS rebinding names another host.
-        host = (self.headers.get("Host") or "").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if name not in ("127.0.0.1", "localhost", "[::1]", screen.host, f"[{screen.host}]"):
-            raise _Refused(403, "bad_host", "L'en-tête Host doit nommer l'adresse locale")
-
-    def _session(self, screen: ScreenServer) -> Any:
-        s = screen.sessions.get(cookies.session_id(self.headers.get("Cookie")))
-        if s is None:
-            raise _Refused(401, "no_session", "Session absente ou expirée : ouvrez le lien "
-                                              "que donne `comptoir screen`")
-        return s
-
-    def _headers(self, status: int, ctype: str, length: int | None,
-                 extra: tuple[tuple[str, str], ...] = ()) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        if length is not None:
-            self.send_header("Content-Length", str(length))
-        self.send_header("Cache-Control", "no-store")
-        self.send_header("Content-Security-Policy", CSP)
-        self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("X-Frame-Options", "DENY")
-        self.send_header("Referrer-Policy", "no-referrer")
-        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
-        self.send_header("Cross-Origin-Resource-Policy", "same-origin")
-        for k, v in extra:
-            self.send_header(k, v)
-        self.end_headers()
-
-    def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        self._headers(status, "application/json; charset=utf-8", len(data))
-        self.wfile.write(data)
-
-    def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise _Refused(411, "length_required", "Corps sans Content-Length")
-        text = (self.headers.get("Content-Length") or "0").strip()
-        if not text.isdigit() or len(self.headers.get_all("Content-Length") or []) > 1:
-            self.close_connection = True
-            raise _Refused(400, "bad_request", "Content-Length invalide")
-        if int(text) > MAX_BODY:
-            self.close_connection = True
-            raise _Refused(413, "too_large", "Requête trop grande")
-        raw = self.rfile.read(int(text))
-        if len(raw) < int(text):
-            self.close_connection = True
-            raise _Refused(400, "bad_request", "Corps incomplet")
-        return bytes(raw)
-
-    def _body(self) -> Any:
-        ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
-        if ctype != "application/json":
-            raise _Refused(415, "unsupported_media_type", "JSON attendu")
-        try:
-            return parse_json(self._raw)
-        except ApiError as e:
-            raise _Refused(422, "invalid_json", e.detail) from None
 
     # --- pages -----------------------------------------------------------------------------
 
@@ -346,7 +262,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def h_static(self, screen: ScreenServer, _s: Any, _q: str, name: str) -> None:
         if name not in STATIC:
-            raise _Refused(404, "not_found", "Fichier inconnu")
+            raise Refused(404, "not_found", "Fichier inconnu")
         data = _static(name)
         self._headers(200, STATIC[name], len(data))
         self.wfile.write(data)
@@ -424,7 +340,7 @@ class _Handler(BaseHTTPRequestHandler):
         d = forms.dispensation(self._body())
         ph = screen.pharmacy
         if not ph.finess or not ph.pharmacist_rpps:
-            raise _Refused(409, "no_pharmacy", "Dispensation depuis l'écran non configurée "
+            raise Refused(409, "no_pharmacy", "Dispensation depuis l'écran non configurée "
                                                "([screen] finess et pharmacist_rpps)")
         req = forms.request(d, finess=ph.finess, pharmacist_rpps=ph.pharmacist_rpps,
                             today=ph.today())
