@@ -179,6 +179,8 @@ MESSAGES = {
     "data_unavailable": "Données de la transaction effacées (durée de conservation)",
     "storage_full": "Disque plein : rien n'a été enregistré ; libérez de la place puis "
                     "recommencez",
+    "storage_unavailable": "Base partagée injoignable : rien n'a été enregistré ; "
+                           "recommencez quand elle est revenue",
 }
 
 
