@@ -77,6 +77,20 @@ def read_password(path: str | Path) -> str:
     return path.read_text(encoding="utf-8").splitlines()[0] if info.st_size else ""
 
 
+def _connect_kwargs(url: str, password_file: str | Path | None, name: str) -> dict[str, Any]:
+    """What every connection to `url` is opened with (the pool's and a store's own): the URL
+    checked, autocommit, a short connect timeout, durable commits, the password from its file
+    or PGPASSWORD, never from the URL."""
+    check_url(url)
+    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
+                              "application_name": name, "options": DURABLE}
+    if password_file is not None:
+        kwargs["password"] = read_password(password_file)
+    elif "PGPASSWORD" in os.environ:
+        kwargs["password"] = os.environ["PGPASSWORD"]
+    return kwargs
+
+
 def open_pool(
     url: str,
     *,
@@ -88,13 +102,7 @@ def open_pool(
 ) -> ConnectionPool:
     """A pool on `url`, opened without waiting: a daemon starts even when the server is down
     (its stores then answer `unavailable` errors until it is back)."""
-    check_url(url)
-    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                              "application_name": name, "options": DURABLE}
-    if password_file is not None:
-        kwargs["password"] = read_password(password_file)
-    elif "PGPASSWORD" in os.environ:
-        kwargs["password"] = os.environ["PGPASSWORD"]
+    kwargs = _connect_kwargs(url, password_file, name)
     pool = ConnectionPool(url, kwargs=kwargs, min_size=min_size, max_size=max_size,
                           timeout=timeout, check=ConnectionPool.check_connection,
                           open=False, name=name)
@@ -226,13 +234,7 @@ def connector(url: str, *, password_file: str | Path | None = None,
               name: str = "comptoir") -> Callable[[], psycopg.Connection[Any]]:
     """A function opening one autocommit connection to `url` (for a store's own connection,
     and to open it again once lost)."""
-    check_url(url)
-    kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S,
-                              "application_name": name, "options": DURABLE}
-    if password_file is not None:
-        kwargs["password"] = read_password(password_file)
-    elif "PGPASSWORD" in os.environ:
-        kwargs["password"] = os.environ["PGPASSWORD"]
+    kwargs = _connect_kwargs(url, password_file, name)
     return lambda: psycopg.connect(url, **kwargs)
 
 
