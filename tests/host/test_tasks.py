@@ -62,3 +62,35 @@ def test_a_job_queue_runs_jobs_in_order_and_finishes_them_before_it_stops() -> N
         q.put(n)
     q.stop()
     assert done == [0, 1, 3, 4, 5] and q.health() == "stopped"
+
+
+def test_an_http_server_is_a_task_stopped_the_same_way() -> None:
+    import http.server
+    import urllib.request
+
+    from comptoir.http.serving import HttpServing
+    from comptoir.tasks import Task
+
+    class Hello(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello)
+    task: Task = HttpServing("hello", httpd, poll_interval=0.05)
+    assert task.health() == "idle"
+    task.start()
+    assert task.health() == "running"
+    with urllib.request.urlopen(f"http://127.0.0.1:{httpd.server_address[1]}/") as r:
+        assert r.read() == b"ok"
+    task.stop()
+    assert task.health() == "stopped"
+    # Stopped before it started: the socket is closed, nothing waits for a loop never run.
+    never = HttpServing("never", http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello))
+    never.stop()
+    assert never.health() == "idle"

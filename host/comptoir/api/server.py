@@ -21,6 +21,7 @@ from comptoir.http.connections import CappedHTTPServer
 from comptoir.http.errors import status_of
 from comptoir.http.feed import EventFeed, Subscription
 from comptoir.http.request_json import ApiError, parse_json
+from comptoir.http.serving import HttpServing
 from comptoir.metrics import CONTENT_TYPE as METRICS_TYPE
 from comptoir.transactions import TransactionError, TransactionStore
 
@@ -121,15 +122,14 @@ class ApiServer:
         self.host = host
         self.port = self.httpd.server_address[1]
         # A short poll: stop() (shutdown) returns within 0.1 s instead of 0.5 s.
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="api",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self.serving = HttpServing("api", self.httpd, poll_interval=0.1)
 
     @property
     def url(self) -> str:
         return f"http://{'[' + self.host + ']' if ':' in self.host else self.host}:{self.port}"
 
     def start(self) -> ApiServer:
-        self._thread.start()
+        self.serving.start()
         log.info("api listening", extra={"url": self.url})
         return self
 
@@ -138,9 +138,7 @@ class ApiServer:
             streams = list(self._streams)
         for s in streams:
             self.feed.unsubscribe(s)
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+        self.serving.stop()
 
     def __enter__(self) -> ApiServer:
         return self.start()

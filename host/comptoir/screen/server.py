@@ -27,6 +27,7 @@ from comptoir.events import BoardStatus
 from comptoir.http.connections import CappedHTTPServer
 from comptoir.http.errors import status_of
 from comptoir.http.feed import EventFeed
+from comptoir.http.serving import HttpServing
 from comptoir.transactions import JournalBiller, TransactionError, TransactionStore
 
 from . import cookies, forms, views
@@ -123,8 +124,7 @@ class ScreenServer:
         self.port = self.httpd.server_address[1]
         self._streams: set[Any] = set()
         self._streams_lock = threading.Lock()
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="screen",
-                                        daemon=True)
+        self.serving = HttpServing("screen", self.httpd)
 
     @property
     def url(self) -> str:
@@ -136,7 +136,7 @@ class ScreenServer:
 
     def start(self) -> ScreenServer:
         self.counters.start(self._open_now())
-        self._thread.start()
+        self.serving.start()
         log.info("counter screen listening", extra={"url": self.url})
         return self
 
@@ -157,9 +157,7 @@ class ScreenServer:
 
     def stop(self) -> None:
         self.counters.stop()
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self._thread.join(timeout=5)
+        self.serving.stop()
 
 
 def link_for(base_url: str, secret: str) -> str:
