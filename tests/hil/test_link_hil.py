@@ -70,7 +70,7 @@ def test_bad_input_is_counted_and_the_link_carries_on(target):
     assert sum(after[k] for k in damaged) > sum(before[k] for k in damaged)
     assert not [e for e in target.log.events[mark:] if isinstance(e, BoardDown)]
     assert target.daemon.connections[target.port].up
-    assert after["free_heap"] > 10_000
+    assert after["free_heap"] >= before["free_heap"] - 1024  # bad input costs no heap
 
 
 @pytest.mark.hil

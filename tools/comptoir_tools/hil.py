@@ -240,8 +240,17 @@ class TwinTarget(Target):
         self.port = str(self.wire.path_b)
         paired = PairedBoards(self.workdir / "paired")
         board_id = "c0a7" + os.urandom(4).hex()
+        # A board on the bench has its PN532: the simulator stands in for it (on
+        # whatever bus the definition names: the ESP32 port stand-in bridges SPI/I2C).
+        uarts: dict[str, Path | str] = {"host": self.wire.path_a}
+        self.pn532 = None
+        if "pn532" in self.board.definition:
+            from comptoir_tools.pn532_sim import PN532Sim, Timing
+
+            self.pn532 = PN532Sim(timing=Timing(model_uart=False), seed=1).start()
+            uarts["pn532"] = self.pn532.port
         self.firmware = FirmwareProcess(
-            fw_dir, {"host": self.wire.path_a}, bauds={"host": self.baud}, board_id=board_id,
+            fw_dir, uarts, bauds={"host": self.baud}, board_id=board_id,
             pair_key=paired.add(board_id), state_dir=self.workdir / "state",
             board_file=board_file, before_boot=lambda: self.wire.flush_input("a"))
         self.log = EventLog()
@@ -258,5 +267,7 @@ class TwinTarget(Target):
         self.firmware.stop()
         self.daemon.stop()
         self.wire.stop()
+        if self.pn532 is not None:
+            self.pn532.close()
         if self._tmp is not None:
             self._tmp.cleanup()
