@@ -17,12 +17,11 @@ from comptoir.opener import TransactionOpener
 from comptoir.rights import (
     CircuitBreaker,
     ClientPolicy,
-    RightsCache,
     RightsClient,
     StalenessPolicy,
 )
 from comptoir.rights.sync_task import RightsSync
-from comptoir.stores import open_biller, open_transactions
+from comptoir.stores import open_biller, open_rights_cache, open_transactions
 from comptoir.tasks import Task, ThreadTask, periodic
 from comptoir.tokens.refresh import TrustRefresher
 from comptoir.transactions import JournalBiller, RightsDesk, TransactionStore
@@ -84,8 +83,8 @@ def open_rights(cfg: Config) -> RightsDesk:
     client of the rights service with its circuit breaker."""
     c = cfg.cache
     client = rights_client(cfg) if c.service_url else None
-    cache = RightsCache.open(
-        cfg.rights_db, cfg.rights_key,
+    cache = open_rights_cache(  # this PC's file, or PostgreSQL with storage.url
+        cfg,
         policy=StalenessPolicy(fresh_for=c.fresh_for_s, offline_max_age=c.offline_max_age_s,
                                credential_max_age=c.credential_max_age_s, timezone=c.timezone),
         client=client)

@@ -1,13 +1,14 @@
 """Where the daemon's shared stores live: this PC's SQLite files, or, with `storage.url`, the
 PostgreSQL server every counter of the pharmacy shares (issue 17; the `[postgres]` extra).
 The verifier's state is chosen the same way in `presentations.load_verifier`. The rights cache
-stays a file per PC for now."""
+too: shared, a family asked by one counter is fresh at the others."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from comptoir.config import Config
+from comptoir.rights import RightsCache
 from comptoir.transactions import JournalBiller, RightsDesk, TransactionStore
 
 
@@ -35,3 +36,10 @@ def open_transactions(cfg: Config, biller: JournalBiller,
     return open_store(cfg.storage.url, cfg.transactions_key, biller,
                       password_file=cfg.storage.password_file, open_ttl_s=t.open_ttl_s,
                       retention_s=t.retention_s, rights=rights)
+
+
+def open_rights_cache(cfg: Config, **options: Any) -> RightsCache:
+    """The rights cache: this PC's file (rebuilt if unusable), or the shared one on the
+    server. `options` go to RightsCache.open (policy, client)."""
+    return RightsCache.open(cfg.rights_db, cfg.rights_key, url=cfg.storage.url,
+                            password_file=cfg.storage.password_file, **options)

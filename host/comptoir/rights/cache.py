@@ -106,15 +106,26 @@ class RightsCache:
         client: RightsClient | None = None,
         clock: Any = clock_now,
         keep_corrupt: bool = False,
+        url: str | None = None,
+        password_file: str | Path | None = None,
         **store_options: Any,
     ) -> RightsCache:
         """Open (creating if needed) the cache; a corrupt file is reported and rebuilt.
-        `store_options` go to RightsStore (integrity, verify_rows, max_pages, durable)."""
+        `store_options` go to RightsStore (integrity, verify_rows, max_pages, durable).
+        With `url`: the cache shared by the counters on that PostgreSQL server (`db_path`
+        unused); a row that fails authentication there is an error, not a rebuild."""
         cipher = RowCipher(load_or_create_key(key_path))
         try:
-            store = RightsStore(db_path, cipher, **store_options)
+            if url:
+                from .store_pg import open_store
+
+                store = open_store(url, cipher, password_file=password_file, **store_options)
+            else:
+                store = RightsStore(db_path, cipher, **store_options)
             rebuild = None
         except CacheCorrupt as exc:
+            if url:
+                raise
             store, rebuild = _rebuild(
                 Path(db_path), cipher, exc, store_options, keep_corrupt, int(clock())
             )
@@ -138,7 +149,10 @@ class RightsCache:
                 self.client.close()
 
     def _recover(self, exc: CacheCorrupt) -> None:
-        """A row failed authentication in use: the whole file is suspect. Rebuild now."""
+        """A row failed authentication in use: the whole file is suspect. Rebuild now (a file;
+        the shared database is not rebuilt by one counter: the error is raised)."""
+        if not self.store.on_sqlite:
+            raise exc
         with self._lock:
             self.store.close()
             self.store, rebuild = _rebuild(

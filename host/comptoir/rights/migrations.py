@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from comptoir.storage import Schema
+from comptoir.storage import SQLITE, Dialect, Schema
 from comptoir.storage import migrate as run_migrations
 
 from .errors import SchemaTooNew
@@ -44,6 +44,6 @@ def _too_new(found: int, ours: int) -> SchemaTooNew:
     return SchemaTooNew(f"schema version {found} is newer than this Comptoir ({ours})")
 
 
-def migrate(db: sqlite3.Connection, *, target: int = VERSION) -> int:
+def migrate(db: sqlite3.Connection, *, target: int = VERSION, dialect: Dialect = SQLITE) -> int:
     """Bring the schema to `target`; returns the version found. `db` is in autocommit mode."""
-    return run_migrations(db, SCHEMA, too_new=_too_new, target=target)
+    return run_migrations(db, SCHEMA, too_new=_too_new, target=target, dialect=dialect)

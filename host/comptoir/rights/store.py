@@ -7,6 +7,10 @@ of a sample of rows. Any row that later fails authentication raises CacheCorrupt
 
 Writes are short IMMEDIATE transactions; SQLITE_FULL rolls the transaction back and raises
 CacheFull, so what was committed before stays committed.
+
+On PostgreSQL (`store_pg.open_store`, several counters sharing one cache) the same queries and
+sealing run on the server's connection; the file checks (header, quick_check, page limit,
+WAL) are SQLite's own and skipped there, the key check and the row authentication are not.
 """
 
 from __future__ import annotations
@@ -21,11 +25,18 @@ from typing import Any
 import cbor2
 from cryptography.exceptions import InvalidTag
 
-from comptoir.storage import open_sqlite, write_failed, write_transaction
+from comptoir.storage import (
+    SQLITE,
+    Connection,
+    Dialect,
+    open_sqlite,
+    write_failed,
+    write_transaction,
+)
 
 from . import codec, migrations
 from .crypto import RowCipher
-from .errors import CacheCorrupt, CacheFull, RightsError, WrongKey
+from .errors import CacheCorrupt, CacheFull, WrongKey
 from .files import check_file
 from .model import BeneficiaryId, RightsRecord, Source, Sourced, merge
 
@@ -54,23 +65,32 @@ class RightsStore:
         verify_rows: str = "sample",  # "sample", "all" or "none"
         max_pages: int | None = None,  # a page limit: how tests make a full disk
         durable: bool = False,
+        db: Connection | None = None,
+        dialect: Dialect = SQLITE,
     ) -> None:
+        """`db` and `dialect`: another backend's connection (`store_pg.open_store`); `path`
+        then only names it."""
         self.path = Path(path)
         self._cipher = cipher
         self._lock = threading.RLock()
-        existed = self.path.exists()
-        if existed:
-            check_file(self.path)
+        self._dialect = dialect
+        self._db: Any
+        if db is not None:
+            self._db = db
+        else:
+            if self.path.exists():
+                check_file(self.path)
+            try:
+                self._db = open_sqlite(self.path, synchronous="FULL" if durable else "NORMAL",
+                                       timeout=5.0, check_same_thread=False)
+            except sqlite3.DatabaseError as exc:
+                if write_failed(exc):
+                    raise CacheFull("disk full while opening the rights cache") from None
+                raise CacheCorrupt(f"cannot open database: {exc}") from None
         try:
-            self._db = open_sqlite(self.path, synchronous="FULL" if durable else "NORMAL",
-                                   timeout=5.0, check_same_thread=False)
-        except sqlite3.DatabaseError as exc:
-            if write_failed(exc):
-                raise CacheFull("disk full while opening the rights cache") from None
-            raise CacheCorrupt(f"cannot open database: {exc}") from None
-        try:
-            self._configure(integrity, max_pages)
-            self.schema_found = migrations.migrate(self._db)
+            if dialect is SQLITE:
+                self._configure(integrity, max_pages)
+            self.schema_found = migrations.migrate(self._db, dialect=dialect)
             self._check_key()
             if verify_rows != "none":
                 self.verify(sample=verify_rows == "sample")
@@ -79,9 +99,13 @@ class RightsStore:
             if write_failed(exc):
                 raise CacheFull("disk full while opening the rights cache") from None
             raise CacheCorrupt(f"database unusable: {exc}") from None
-        except RightsError:
+        except BaseException:
             self._db.close()
             raise
+
+    @property
+    def on_sqlite(self) -> bool:
+        return self._dialect is SQLITE
 
     def _configure(self, integrity: str, max_pages: int | None) -> None:
         db = self._db
@@ -118,7 +142,7 @@ class RightsStore:
         with self._lock:
             db = self._db
             try:
-                with write_transaction(db):
+                with write_transaction(db, self._dialect):
                     result = fn(db)
             except sqlite3.OperationalError as exc:
                 if write_failed(exc):
@@ -157,7 +181,9 @@ class RightsStore:
             merged = merge(old, record)
             if merged == old:
                 continue
-            db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?)", self._seal(merged))
+            db.execute("INSERT INTO persons VALUES (?, ?, ?, ?) ON CONFLICT (lookup) DO UPDATE "
+                       "SET family = excluded.family, obtained_at = excluded.obtained_at, "
+                       "row = excluded.row", self._seal(merged))
             changed += 1
         return changed
 
@@ -214,7 +240,8 @@ class RightsStore:
         self, db: sqlite3.Connection, family: bytes, order: tuple[int, int], keys: list[bytes]
     ) -> None:
         blob = self._cipher.seal(family, cbor2.dumps([order[0], order[1], sorted(keys)]))
-        db.execute("INSERT OR REPLACE INTO rosters VALUES (?, ?)", (family, blob))
+        db.execute("INSERT INTO rosters VALUES (?, ?) ON CONFLICT (family) DO UPDATE "
+                   "SET row = excluded.row", (family, blob))
 
     def insert_new(self, records: Iterable[RightsRecord]) -> int:
         """Bulk insert into an empty table (rebuild, benchmark): one executemany, no merge."""
@@ -232,20 +259,22 @@ class RightsStore:
             if current is not None and current.order() >= new.order():
                 return False
             blob = self._cipher.seal(cred, cbor2.dumps([state, int(source), obtained_at]))
-            db.execute("INSERT OR REPLACE INTO means VALUES (?, ?)", (cred, blob))
+            db.execute("INSERT INTO means VALUES (?, ?) ON CONFLICT (cred) DO UPDATE "
+                       "SET row = excluded.row", (cred, blob))
             return True
 
         return bool(self._write(apply))
 
     def put_sealed(self, rows: Iterable[tuple]) -> None:
         """Store (table, key, blob) rows sealed by this key elsewhere (rebuild)."""
-        tables = {"means", "rosters"}
+        tables = {"means": "cred", "rosters": "family"}
 
         def apply(db: sqlite3.Connection) -> None:
             for table, key, blob in rows:
                 if table not in tables:
                     raise ValueError(table)
-                db.execute(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", (key, blob))
+                db.execute(f"INSERT INTO {table} VALUES (?, ?) ON CONFLICT ({tables[table]}) "
+                           "DO UPDATE SET row = excluded.row", (key, blob))
 
         self._write(apply)
 
@@ -255,8 +284,11 @@ class RightsStore:
         return default if row is None else int(row[0])
 
     def set_meta_int(self, name: str, value: int) -> None:
+        # meta.v is a blob: PostgreSQL's bytea takes the digits (int() reads them back).
+        stored: int | bytes = value if self.on_sqlite else str(int(value)).encode()
         self._write(
-            lambda db: db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (name, value))
+            lambda db: db.execute("INSERT INTO meta VALUES (?, ?) ON CONFLICT (k) DO UPDATE "
+                                  "SET v = excluded.v", (name, stored))
         )
 
     def purge(self, who: BeneficiaryId | None = None, *, nir: str | None = None) -> int:
@@ -286,6 +318,9 @@ class RightsStore:
 
     def compact(self) -> None:
         with self._lock:
+            if not self.on_sqlite:  # the erased rows' dead tuples, reclaimed now
+                self._db.execute("VACUUM persons, rosters, means")
+                return
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -384,10 +419,15 @@ class RightsStore:
         with self._lock:
             persons = self._db.execute("SELECT count(*) FROM persons").fetchone()[0]
             families = self._db.execute(
-                "SELECT count(*) FROM (SELECT DISTINCT family FROM persons)"
+                "SELECT count(DISTINCT family) FROM persons"
             ).fetchone()[0]
             means = self._db.execute("SELECT count(*) FROM means").fetchone()[0]
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            version = self._dialect.read_version(self._db)
+            if not self.on_sqlite:
+                size = self._db.execute(
+                    "SELECT pg_total_relation_size('persons') + pg_total_relation_size('means')"
+                    " + pg_total_relation_size('rosters')").fetchone()[0]
+                return Counts(int(persons), int(families), int(means), version, int(size))
         size = self.path.stat().st_size
         wal = self.path.with_name(self.path.name + "-wal")
         if wal.exists():
@@ -395,6 +435,8 @@ class RightsStore:
         return Counts(persons, families, means, version, size)
 
     def checkpoint(self) -> None:
+        if not self.on_sqlite:
+            return
         with self._lock:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
