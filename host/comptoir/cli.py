@@ -25,6 +25,7 @@ TOOL_COMMANDS: dict[str, tuple[str, str]] = {
     "flash": ("comptoir_tools.flash", "flash a reader board: image, firmware, board, pairing key"),
     "cache": ("comptoir.rights.cli", "offline rights cache: status, sync, purge, export-counts"),
     "billing": ("comptoir.billing.cli", "care sheets, lots, export, verify"),
+    "keys": ("comptoir.keys_cli", "export/import a counter's keys in a passphrase-sealed bundle"),
     "screen": ("comptoir.screen.cli", "the counter screen: print a one-time sign-in link"),
     "board-check": ("comptoir_tools.boards", "check board definition files (`check` / `list`)"),
     "conformance": ("comptoir_tools.conformance",
