@@ -1,0 +1,132 @@
+"""A throw-away PostgreSQL server on this machine, for the tests and the twin (issue 17).
+
+`initdb` and `pg_ctl` from Debian's `postgresql` package (`make sysdeps` installs it), a data
+directory in a temporary folder, its unix socket in that folder (no TCP), a free port number,
+fsync off (what runs on it does not survive a power cut; the server's crash safety is
+PostgreSQL's own). As root, initdb refuses to run: the server then runs as `nobody`, the
+folder given to it. `tests/host/pg_fixtures.py` starts one per pytest worker; `comptoir twin
+--counters N` is to start one when no URL is given.
+
+    with local_server() as server:
+        url = server.url(server.new_database())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import itertools
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SUPERUSER = "comptoir"
+RUN_AS = "nobody"  # when run as root
+
+
+class PostgresMissing(RuntimeError):
+    """initdb or pg_ctl is not installed."""
+
+
+def binary(name: str) -> str | None:
+    """A PostgreSQL program: on the PATH, or the newest of Debian's /usr/lib/postgresql/*."""
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+                        key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    return candidates[-1] if candidates else None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class PgServer:
+    """A running server: `url(db)` for a database on it; `stop()` and `start()` to take it
+    away and bring it back."""
+
+    folder: Path
+    port: int
+    _pg_ctl: str
+    _as_user: tuple[str, ...]
+    _count: itertools.count = field(default_factory=lambda: itertools.count(1))
+
+    @property
+    def data(self) -> Path:
+        return self.folder / "data"
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://{SUPERUSER}@/{database}?host={self.folder}&port={self.port}"
+
+    def _ctl(self, *args: str) -> None:
+        subprocess.run([*self._as_user, self._pg_ctl, "-D", str(self.data), "-w", "-s", *args],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
+
+    def start(self) -> None:
+        options = (f"-p {self.port} -k {self.folder} -c listen_addresses='' -F "
+                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        self._ctl("-l", str(self.folder / "server.log"), "-o", options, "start")
+
+    def stop(self, mode: str = "fast") -> None:
+        self._ctl("-m", mode, "stop")
+
+    def new_database(self) -> str:
+        import psycopg
+
+        name = f"t{os.getpid()}_{next(self._count)}"
+        with psycopg.connect(self.url(), autocommit=True) as db:
+            db.execute(f'CREATE DATABASE "{name}" TEMPLATE template0 STRATEGY FILE_COPY')
+        return name
+
+
+def start_server() -> PgServer:
+    """initdb in a new temporary folder, then start the server there."""
+    initdb, pg_ctl = binary("initdb"), binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise PostgresMissing("PostgreSQL's initdb and pg_ctl are missing: run `make sysdeps` "
+                              "(it installs Debian's postgresql package)")
+    folder = Path(tempfile.mkdtemp(prefix="comptoir-pg-"))
+    as_user: tuple[str, ...] = ()
+    if os.geteuid() == 0:
+        user = pwd.getpwnam(RUN_AS)
+        os.chown(folder, user.pw_uid, user.pw_gid)
+        as_user = ("runuser", "-u", RUN_AS, "--")
+    folder.chmod(0o700)
+    try:
+        subprocess.run([*as_user, initdb, "-D", str(folder / "data"), "-U", SUPERUSER,
+                        "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync",
+                        "--no-instructions"],
+                       check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                       timeout=120)
+        server = PgServer(folder, free_port(), pg_ctl, as_user)
+        server.start()
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return server
+
+
+def remove_server(server: PgServer) -> None:
+    """Stop the server (if it runs) and delete its folder."""
+    with contextlib.suppress(subprocess.CalledProcessError):  # stopped already
+        server.stop("immediate")
+    shutil.rmtree(server.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_server() -> Iterator[PgServer]:
+    server = start_server()
+    try:
+        yield server
+    finally:
+        remove_server(server)
