@@ -25,6 +25,7 @@ from comptoir.events import (
     PortOpened,
 )
 from comptoir.pairing import PairedBoards
+from comptoir.tasks import ThreadTask
 from comptoir_link import frames as F
 from comptoir_link import names
 
@@ -63,9 +64,10 @@ class Daemon:
         self.connections: dict[str, BoardConnection] = {}
         self.status: dict[str, BoardStatus] = {}
         self._subscribers: list[Subscriber] = []
-        self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._loop, name="daemon events", daemon=True)
+        # The event loop, a comptoir.tasks.Task: it waits 0.1 s at most for an event, so a
+        # stop is seen at once; 2 s for a subscriber's round to finish.
+        self._loop_task = ThreadTask("daemon events", self._loop, join_s=2.0)
         for p in ports:
             self.add_port(p)
 
@@ -81,7 +83,7 @@ class Daemon:
                                    paired=self.paired)
             self.connections[port] = conn
             self.status[port] = BoardStatus(port)
-            if self._thread.is_alive():
+            if self._loop_task.health() == "running":
                 conn.start()
             return conn
 
@@ -91,18 +93,17 @@ class Daemon:
     def start(self) -> Daemon:
         for conn in self.connections.values():
             conn.start()
-        self._thread.start()
+        self._loop_task.start()
         return self
 
     def stop(self) -> None:
-        self._stop.set()
+        self._loop_task.stop(wait=False)  # told first: it adds no board while they stop
         for conn in self.connections.values():
             conn.stop()
         for conn in self.connections.values():
             if conn.is_alive():
                 conn.join(timeout=2)
-        if self._thread.is_alive():
-            self._thread.join(timeout=2)
+        self._loop_task.stop()
 
     def __enter__(self) -> Daemon:
         return self.start()
@@ -111,9 +112,9 @@ class Daemon:
         self.stop()
 
     # --------------------------------------------------------------------- loop
-    def _loop(self) -> None:
+    def _loop(self, stop: threading.Event) -> None:
         next_scan = 0.0
-        while not self._stop.is_set():
+        while not stop.is_set():
             if self._discover and time.monotonic() >= next_scan:
                 for dev in find_boards(self._usb_ids):
                     if dev not in self.connections:

@@ -34,9 +34,11 @@ class Task(Protocol):
 class ThreadTask:
     """`run(stop)` on a daemon thread of its own, until `stop` is set."""
 
-    def __init__(self, name: str, run: Callable[[threading.Event], None]) -> None:
+    def __init__(self, name: str, run: Callable[[threading.Event], None],
+                 join_s: float = STOP_JOIN_S) -> None:
         self.name = name
         self._run = run
+        self._join_s = join_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failed = False
@@ -56,7 +58,7 @@ class ThreadTask:
         """Tell the task to stop; with `wait`, join it (its round finished)."""
         self._stop.set()
         if wait and self._thread is not None:
-            self._thread.join(timeout=STOP_JOIN_S)
+            self._thread.join(timeout=self._join_s)
 
     def health(self) -> Health:
         if self._thread is None:
