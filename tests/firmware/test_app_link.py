@@ -127,3 +127,32 @@ def test_camera_verdicts_only_for_frames_sent_recently():
         if not shown_ok:
             assert F.ERROR in [b[1] for b in out]
     assert reader.fwd.verdicts == [last, last - 63]
+
+
+def test_bench_frames_stay_intact_when_an_error_is_sent_meanwhile():
+    """The link benchmark sends from the application's payload buffer, which ERROR and STATUS
+    also build in: an ERROR between two BENCH_DATA frames wrote its text over the filler
+    (seen on the HIL twin target, an absent PN532's errors). Every BENCH_DATA carries its
+    index and the filler docs/protocol.md gives, whatever was sent between."""
+    board, reader, session = _session()
+    size = reader.link.tx_limit  # the largest payload of this session
+    request = F.u16_bytes(3) + F.u16_bytes(size)
+    wrote, _ = linkboard.run_step(board, reader, {"host_sends": [
+        {"wire": linkboard.encode_frame(F.BENCH_REQUEST, session, 0, 0, request).hex()}]})
+    frames = linkboard.decode_frames(wrote)
+    host_seq = 1
+    for _ in range(10):
+        if any(b[1] == F.BENCH_DONE for b in frames):
+            break
+        # An unhandled frame type: the board answers ERROR 3 from the same buffer.
+        ack = reader.link.tx_seq
+        wrote, _ = linkboard.run_step(board, reader, {"host_sends": [
+            {"wire": linkboard.encode_frame(0x7E, session, host_seq, ack).hex()}]})
+        host_seq += 1
+        frames += linkboard.decode_frames(wrote)
+    errors = [b for b in frames if b[1] == F.ERROR]
+    data = [b[5:] for b in frames if b[1] == F.BENCH_DATA]
+    assert errors, "the test must put an ERROR between the bench's frames"
+    filler = bytes((i * 7 + 1) & 0xFF for i in range(2, size))
+    assert [F.u16(d[0:2]) for d in data] == [0, 1, 2]
+    assert all(len(d) == size and d[2:] == filler for d in data)
