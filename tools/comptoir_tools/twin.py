@@ -256,13 +256,18 @@ class Twin:
         kinds: list[str] | None = None,
         camera_baud: int | None = None,
         rights_service: bool = False,
+        insurer: SimulatedInsurer | None = None,
+        storage_url: str | None = None,
     ) -> None:
         """kinds: per board, "link" (no peripheral), "nfc", "camera", "camera+nfc",
         or "board:NAME" to run a definition from boards/ (its PN532 and camera
         simulated, its heap 100 KB without PSRAM, 2 MB with); by default every
         board is what `nfc` and `camera` say. Camera boards run at camera_baud
         (default: baud). rights_service: also run the simulated insurer's rights
-        service (`self.rights_service`, on 127.0.0.1; `serve_rights` gives it families)."""
+        service (`self.rights_service`, on 127.0.0.1; `serve_rights` gives it families).
+        Several counters of one pharmacy (issue 17): `insurer` shared by their twins (one PKI,
+        the same pepper), `storage_url` the PostgreSQL server where their verifiers keep the
+        replay state they share."""
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.n = boards
@@ -288,6 +293,9 @@ class Twin:
         self.qr: QrPipeline | None = None
         self.presentations: presentations.PresentationServices | None = None
         self.rights_service: RightsService | None = RightsService() if rights_service else None
+        self._given_insurer = insurer
+        self.storage_url = storage_url
+        self._shared_state: Any = None
         self._up = threading.Condition()
         self._up_ports: set[str] = set()
 
@@ -340,11 +348,23 @@ class Twin:
                              port_bauds=port_bauds)
         self.daemon.subscribe(self._track_up)
         if self.nfc or self.camera:
-            self.insurer = SimulatedInsurer(self.workdir / "insurer", seed=self.seed + 1)
+            self.insurer = self._given_insurer or SimulatedInsurer(self.workdir / "insurer",
+                                                                   seed=self.seed + 1)
         if self.insurer is not None:
+            verifier, challenges = self.insurer.verifier, self.insurer.challenges
+            if self.storage_url:  # this counter's own verifier, the replay state shared
+                from comptoir.tokens.challenges import ChallengeRegistry
+                from comptoir.tokens.replay import load_pepper
+                from comptoir.tokens.replay_pg import open_shared_state
+                from comptoir.tokens.verify import Verifier
+
+                self._shared_state = open_shared_state(
+                    self.storage_url, None, pepper=load_pepper(self.insurer.workdir / "pepper"))
+                challenges = ChallengeRegistry()
+                verifier = Verifier(self.insurer.trust, self.insurer.status,
+                                    self._shared_state, challenges)
             self.presentations = presentations.attach(
-                self.daemon, self.insurer.verifier, self.insurer.challenges,
-                qr_hold=self.qr_hold)
+                self.daemon, verifier, challenges, qr_hold=self.qr_hold)
             self.nfc_service = self.presentations.nfc
             self.qr = self.presentations.qr
         self.daemon.start()
@@ -405,7 +425,9 @@ class Twin:
                 b.pn532.close()
             if b.pn532_wire:
                 b.pn532_wire.stop()
-        if self.insurer:
+        if self._shared_state is not None:
+            self._shared_state.close()
+        if self.insurer and self._given_insurer is None:  # a shared one is its owner's
             self.insurer.close()
         if self.rights_service is not None:
             self.rights_service.stop()
