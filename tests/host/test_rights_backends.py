@@ -58,7 +58,7 @@ class _Databases:
             url = self.urls.pop(gone)
             if url not in self.urls.values():
                 with psycopg.connect(url, autocommit=True) as db:
-                    db.execute("DROP TABLE persons, means, rosters, meta, schema_version")
+                    db.execute("DROP SCHEMA comptoir_rights CASCADE")
                 return url
         return self.server.url(self.server.new_database())
 
@@ -119,6 +119,7 @@ def test_rows_are_sealed_bound_to_their_person_and_key(pg_url: str,  # noqa: F81
     fill(cache)
     assert assert_never_wrong(cache) == all_people()
     with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("SET search_path TO comptoir_rights")  # the cache's own schema
         raw = b"".join(bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
                        for table in ("persons", "rosters", "means", "meta")
                        for row in db.execute(f"SELECT * FROM {table}") for v in row)
@@ -147,6 +148,7 @@ def test_rows_are_sealed_bound_to_their_person_and_key(pg_url: str,  # noqa: F81
     assert cache.purge(victim) == 1
     assert cache.rights_for(victim).status is Status.UNKNOWN
     with psycopg.connect(pg_url) as db:
+        db.execute("SET search_path TO comptoir_rights")
         lookup = cache._cipher.lookup(victim.canonical())
         assert db.execute("SELECT count(*) FROM persons WHERE lookup = %s",
                           (lookup,)).fetchone()[0] == 0
@@ -164,6 +166,14 @@ def test_the_daemon_opens_its_rights_cache_on_storage_url(pg_url: str,  # noqa: 
                                 "storage": {"url": pg_url}})
         return open_rights_cache(cfg)
 
+    # The daemon's other stores first, in the same database (their tables are there).
+    from comptoir.stores import open_biller, open_transactions
+    cfg = config.from_dict({"paths": {"data_dir": str(tmp_path / "one" / "data"),
+                                      "keys_dir": str(tmp_path / "keys")},
+                            "storage": {"url": pg_url}})
+    biller = open_biller(cfg)
+    open_transactions(cfg, biller, None).close()
+    biller.close()
     one, two = counter("one"), counter("two")
     assert not one.store.on_sqlite and not (tmp_path / "one" / "data").exists()
     fill(one, FAMILIES[:3])

@@ -231,10 +231,16 @@ def adapt(conn: psycopg.Connection[Any],
 
 
 def connector(url: str, *, password_file: str | Path | None = None,
-              name: str = "comptoir") -> Callable[[], psycopg.Connection[Any]]:
+              name: str = "comptoir", schema: str | None = None
+              ) -> Callable[[], psycopg.Connection[Any]]:
     """A function opening one autocommit connection to `url` (for a store's own connection,
-    and to open it again once lost)."""
+    and to open it again once lost). `schema`: the store's tables live in that schema (its
+    search_path), apart from the other stores' tables of the same name."""
     kwargs = _connect_kwargs(url, password_file, name)
+    if schema is not None:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]*", schema):
+            raise ValueError(f"not a plain schema name: {schema!r}")
+        kwargs["options"] += f" -c search_path={schema}"
     return lambda: psycopg.connect(url, **kwargs)
 
 
