@@ -12,7 +12,7 @@ JOBS    ?= 2
 .PHONY: run test setup sysdeps lint typecheck bench flash hil clean screen-shots
 
 run: setup
-	$(BIN)/comptoir twin $(TWIN_ARGS)
+	$(BIN)/comptoir twin $(if $(COUNTERS),--counters $(COUNTERS)) $(TWIN_ARGS)
 
 test: setup
 	$(BIN)/ruff check host tools tests firmware

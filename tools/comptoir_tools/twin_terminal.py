@@ -290,7 +290,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="also print what the firmware prints")
     ap.add_argument("--manual", action="store_true",
                     help="no scripted pharmacist: choose and dispense on the counter screen")
+    ap.add_argument("--counters", type=int, default=1,
+                    help="counters of one pharmacy sharing PostgreSQL (issue 17; default 1)")
+    ap.add_argument("--storage-url", default="",
+                    help="with --counters: the PostgreSQL server (default: the twin starts one)")
     args = ap.parse_args(argv)
+    if args.counters > 1:
+        from comptoir_tools.twin_counters import run
+
+        return run(args)
 
     def fw_line(i: int, line: str) -> None:
         if args.firmware_output or line.startswith("[twin]"):
