@@ -82,7 +82,8 @@ def _import(cfg: config.Config, args: argparse.Namespace) -> int:
     unknown = sorted(set(files) - set(targets))
     if unknown or any(len(data) != KEY_BYTES for data in files.values()):
         raise BundleError(f"the bundle holds something else than keys ({', '.join(unknown)})")
-    same, differ = [], []
+    same: list[str] = []
+    differ: list[str] = []
     for name in files:
         if targets[name].exists():
             here = load_or_create_key(targets[name], create=False)
