@@ -28,19 +28,19 @@ sysdeps:
 	@if ! $(PYTHON) -c 'import ctypes.util, sys; sys.exit(0 if ctypes.util.find_library("zbar") else 1)'; then \
 		echo "Installing libzbar0 (QR decoding) with apt-get..."; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq libzbar0; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libzbar0; \
 	fi
 	@# The counter screen's browser tests drive Debian's headless Chromium (no browser download).
 	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
 		echo "Installing chromium and chromium-driver (counter screen tests) with apt-get..."; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq chromium chromium-driver; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; \
 	fi
 	@# The PostgreSQL tests start their own server with Debian's initdb and pg_ctl (no service).
 	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
 		echo "Installing postgresql (initdb, pg_ctl for the multi-counter tests) with apt-get..."; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql; \
+		$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; \
 	fi
 
 $(STAMP): pyproject.toml
