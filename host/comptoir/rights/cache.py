@@ -14,29 +14,24 @@ key nothing can be read: the cache starts empty and refills from credentials and
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import sqlite3
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from cryptography.exceptions import InvalidTag
 
 from comptoir.clock import now as clock_now
 from comptoir.tokens.model import Credential, Verified
 
-from . import codec
 from .client import RightsClient
 from .crypto import RowCipher, load_or_create_key
-from .errors import CacheCorrupt, ServiceError, ServiceUnavailable, WrongKey
-from .files import quarantine
+from .errors import CacheCorrupt, ServiceError, ServiceUnavailable
 from .model import BeneficiaryId, RightsAnswer, RightsRecord, Source, Status
 from .policy import StalenessPolicy
+from .rebuild import Rebuild, rebuild_store
 from .sources import from_credential
 from .store import (
     MEANS_ACTIVE,
@@ -63,14 +58,6 @@ class SyncReport:
     failed: str = ""  # why the sync stopped early ("" when it completed)
     unavailable: bool = False  # it stopped because the service could not be reached
     seconds: float = 0.0
-
-
-@dataclass
-class Rebuild:
-    reason: str
-    salvaged: int = 0
-    quarantined: Path | None = None
-    at: float = field(default_factory=clock_now)
 
 
 class RightsCache:
@@ -126,7 +113,7 @@ class RightsCache:
         except CacheCorrupt as exc:
             if url:
                 raise
-            store, rebuild = _rebuild(
+            store, rebuild = rebuild_store(
                 Path(db_path), cipher, exc, store_options, keep_corrupt, int(clock())
             )
         cache = cls(
@@ -155,7 +142,7 @@ class RightsCache:
             raise exc
         with self._lock:
             self.store.close()
-            self.store, rebuild = _rebuild(
+            self.store, rebuild = rebuild_store(
                 self.store.path,
                 self._cipher,
                 exc,
@@ -398,66 +385,3 @@ class RightsCache:
             "by_source": dict(sorted(sources.items())),
             "rebuilds": len(self.rebuilds),
         }
-
-
-def _rebuild(
-    path: Path,
-    cipher: RowCipher,
-    exc: CacheCorrupt,
-    store_options: dict[str, Any],
-    keep_corrupt: bool,
-    stamp: int,
-) -> tuple[RightsStore, Rebuild]:
-    log.error("rights cache unusable, rebuilding it from the sources", extra={"why": str(exc)})
-    moved = quarantine(path, stamp)
-    rebuild = Rebuild(reason=str(exc), quarantined=moved if keep_corrupt else None)
-    store = RightsStore(path, cipher, **store_options)
-    if moved is not None and not isinstance(exc, WrongKey):
-        records, sealed = _salvage(moved, cipher)
-        store.insert_new(records)
-        store.put_sealed(sealed)
-        rebuild.salvaged = len(records)
-    if moved is not None and not keep_corrupt:
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(FileNotFoundError):
-                moved.with_name(moved.name + suffix).unlink()
-    log.error("rights cache rebuilt", extra={"salvaged_rows": rebuild.salvaged})
-    return store, rebuild
-
-
-_KEYS = {"persons": "lookup", "means": "cred", "rosters": "family"}
-
-
-def _salvage(path: Path, cipher: RowCipher) -> tuple[list[RightsRecord], list[tuple]]:
-    """Rows of a suspect file that still authenticate under their own key: person records
-    (whose identity must also hash to their key), and the sealed means and roster rows as
-    they are (table, key, blob)."""
-    records: dict[bytes, RightsRecord] = {}
-    sealed: list[tuple] = []
-    try:
-        db = sqlite3.connect(str(path), isolation_level=None)
-        db.execute("PRAGMA query_only=1")
-    except sqlite3.Error:
-        return [], []
-    try:
-        for table, key_column in _KEYS.items():
-            try:
-                cur = db.execute(f"SELECT {key_column}, row FROM {table}")
-                while (row := cur.fetchone()) is not None:
-                    key, blob = bytes(row[0]), bytes(row[1])
-                    try:
-                        plain = cipher.open(key, blob)
-                    except InvalidTag:
-                        continue
-                    if table != "persons":
-                        sealed.append((table, key, blob))
-                        continue
-                    with contextlib.suppress(ValueError):
-                        rec = codec.decode(plain)
-                        if cipher.lookup(rec.who.canonical()) == key:
-                            records[key] = rec
-            except sqlite3.Error:
-                continue  # the rest of this table is unreadable
-    finally:
-        db.close()
-    return list(records.values()), sealed

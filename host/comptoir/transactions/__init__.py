@@ -7,7 +7,8 @@ request only carries the person index as a check, and the patient the journal bi
 from the transaction, never from the request. So no request can bill one transaction's patient
 under another's, or another family member under this one.
 
-The package: `model` (what readers get), `errors` (codes, no HTTP), `store` (the SQLite store),
+The package: `model` (what readers get), `errors` (codes, no HTTP), `store` (the SQLite store;
+`recovery` its expiry, retention and care sheets found in the journal),
 `sealed` (the sealed plaintext), `schema` (its migration steps), `billing_link` (the journal
 on its own thread), `policy` (when rights allow a care sheet), `rights_desk` (each person's
 rights from the offline cache, and the rights service asked in the background).

@@ -4,6 +4,12 @@ status of its own: the domain does not know it is served over HTTP."""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from comptoir.storage import Unreachable
+
 
 class TransactionError(Exception):
     code = "transaction_error"
@@ -72,3 +78,21 @@ class StorageUnavailable(TransactionError):
 
 class SchemaTooNew(RuntimeError):
     """The transactions database was migrated by a newer Comptoir."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def reachable(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """The shared database unreachable (PostgreSQL) during a request: the caller gets the
+    transactions' own error (StorageUnavailable), never the driver's."""
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except Unreachable as e:
+            raise StorageUnavailable(
+                f"{e}: nothing was acknowledged; once the server is back, send the same "
+                "request again (a care sheet already recorded is not recorded twice)") from e
+    return wrapper

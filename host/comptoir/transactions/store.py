@@ -9,20 +9,18 @@ when the retention period of a finished transaction ends; open transactions expi
 
 from __future__ import annotations
 
-import functools
 import logging
 import secrets
 import sqlite3
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 
 from comptoir.billing import (
     BillingError,
-    CareSheet,
     Dispensation,
     JournalError,
     StorageFull,
@@ -35,7 +33,6 @@ from comptoir.storage import (
     Dialect,
     Sealer,
     Unreachable,
-    checkpoint,
     load_or_create_key,
     migrate,
     open_sqlite,
@@ -51,9 +48,9 @@ from .errors import (
     NotFound,
     PersonMismatch,
     SchemaTooNew,
-    StorageUnavailable,
     Unavailable,
     WrongState,
+    reachable,
 )
 from .model import (
     DispenseRequest,
@@ -64,35 +61,18 @@ from .model import (
     people_of,
 )
 from .policy import judge
+from .recovery import ExpiryAndRecovery
 from .rights_desk import RightsDesk
 from .schema import SCHEMA, SERVER_SCHEMA
 from .sealed import decode_verified, encode_verified
 
 log = logging.getLogger("comptoir.transactions")
 
-_P = ParamSpec("_P")
-_R = TypeVar("_R")
-
-
-def _reachable(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """The shared database unreachable (PostgreSQL) during a request: the caller gets the
-    transactions' own error (StorageUnavailable), never the driver's."""
-    @functools.wraps(method)
-    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except Unreachable as e:
-            raise StorageUnavailable(
-                f"{e}: nothing was acknowledged; once the server is back, send the same "
-                "request again (a care sheet already recorded is not recorded twice)") from e
-    return wrapper
-
-
 ID_BYTES = 16  # 128 random bits: not guessable, not enumerable
 _AAD = b"comptoir-transaction-v1:"
 
 
-class TransactionStore:
+class TransactionStore(ExpiryAndRecovery):
     def __init__(
         self,
         path: str | Path,
@@ -142,7 +122,7 @@ class TransactionStore:
 
     # --- writing ---------------------------------------------------------------------------
 
-    @_reachable
+    @reachable
     def create(self, v: Verified, *, board_id: str = "", port: str = "",
                channel: str | None = None,
                on_rights: Callable[[str], None] | None = None) -> TransactionView:
@@ -186,7 +166,7 @@ class TransactionStore:
                                               "state": str(state), "port": port})
         return view
 
-    @_reachable
+    @reachable
     def refresh_rights(self, tx_id: str, on_done: Callable[[str], None] | None = None) -> None:
         """Ask the rights service (if any) again for this open transaction's family, in the
         background; `on_done(tx_id)` (default: `on_rights`) runs once the answer or the
@@ -204,7 +184,7 @@ class TransactionStore:
         """Wait for the rights refresh of this transaction (True at once without one)."""
         return True if self.rights is None else self.rights.wait(tx_id, timeout)
 
-    @_reachable
+    @reachable
     def choose(self, tx_id: str, person: object) -> TransactionView:
         """Bind the transaction to one of its people. Allowed once."""
         with self._lock:
@@ -228,7 +208,7 @@ class TransactionStore:
         log.info("beneficiary chosen", extra={"transaction": tx_id, "person": person})
         return self.get(tx_id)
 
-    @_reachable
+    @reachable
     def cancel(self, tx_id: str) -> TransactionView:
         with self._lock:
             row = self._row(tx_id)
@@ -253,7 +233,7 @@ class TransactionStore:
         log.info("transaction cancelled", extra={"transaction": tx_id})
         return self.get(tx_id)
 
-    @_reachable
+    @reachable
     def dispense(self, tx_id: str, req: DispenseRequest) -> TransactionView:
         """Record the care sheet of the transaction's chosen person. `req.person` must name
         that person: a request meant for someone else is refused, whatever its content."""
@@ -318,95 +298,9 @@ class TransactionStore:
             "rights": None if basis is None else basis.status})
         return self.get(tx_id)
 
-    @_reachable
-    def purge(self) -> tuple[int, int]:
-        """Cancel open transactions older than the TTL; drop the personal data of finished ones
-        past retention. Returns (expired, purged)."""
-        now = self.clock()
-        recovered: list[str] = []
-        with self._lock:
-            expired = [r[0] for r in self.db.execute(
-                "SELECT id FROM tx WHERE state IN (?, ?) AND updated_at <= ?",
-                (State.AWAITING_BENEFICIARY, State.READY, now - self.open_ttl_s))]
-            for tx_id in expired:
-                # A care sheet may be in the journal (the truth for billing) for a transaction
-                # this database could not mark dispensed (a full disk, then no retry): finish
-                # it, never cancel a billed transaction.
-                sheet = self.biller.sheet(tx_id) if self.biller is not None else None
-                if sheet is not None:
-                    self._finish_from_journal(tx_id, sheet, now)
-                    recovered.append(tx_id)
-                else:
-                    self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
-                                    (State.CANCELLED, now, tx_id))
-                self._live.pop(tx_id, None)
-                if self.rights is not None:
-                    self.rights.forget(tx_id)
-            cur = self.db.execute(
-                "UPDATE tx SET sealed=NULL WHERE state IN (?, ?) AND sealed IS NOT NULL "
-                "AND updated_at <= ?", (State.DISPENSED, State.CANCELLED, now - self.retention_s))
-            if cur.rowcount or self._wal_pending:
-                self._erase_wal()
-        self._tell_recovered(recovered)
-        return len(expired), cur.rowcount
-
-    # --- a care sheet in the journal that this database does not know of ----------------------
-
-    def _finish_from_journal(self, tx_id: str, sheet: CareSheet, now: float) -> None:
-        """The billing journal (the truth for billing) has this transaction's care sheet, but
-        this database still says ready: a crash, or a full disk, between the journal's commit
-        and the update. Under the lock."""
-        self.db.execute(
-            "UPDATE tx SET state=?, invoice_no=?, finess=?, updated_at=? WHERE id=? AND state=?",
-            (State.DISPENSED, sheet.invoice_no, sheet.finess, now, tx_id, State.READY))
-        self._live.pop(tx_id, None)
-        if self.rights is not None:
-            self.rights.forget(tx_id)
-        log.warning("transaction found billed in the journal: marked dispensed",
-                    extra={"transaction": tx_id, "invoice": sheet.invoice_no})
-
-    @_reachable
-    def recover_billed(self) -> list[str]:
-        """At start: finish every ready transaction whose care sheet is in the journal (and
-        tell `on_recovered`). Returns their ids."""
-        if self.biller is None:
-            return []
-        recovered = []
-        with self._lock:
-            ready = [r[0] for r in self.db.execute("SELECT id FROM tx WHERE state=?",
-                                                   (State.READY,))]
-            for tx_id in ready:
-                sheet = self.biller.sheet(tx_id)
-                if sheet is not None:
-                    self._finish_from_journal(tx_id, sheet, self.clock())
-                    recovered.append(tx_id)
-        self._tell_recovered(recovered)
-        return recovered
-
-    def _tell_recovered(self, ids: list[str]) -> None:
-        if self.on_recovered is None:
-            return
-        for tx_id in ids:
-            try:
-                self.on_recovered(self.get(tx_id))
-            except Exception:
-                log.exception("telling of a recovered care sheet failed")
-
-    def _erase_wal(self) -> None:
-        """The WAL still holds the pages as they were before the purge (the sealed data, which
-        the key opens): copy the new pages into the database and truncate the WAL to nothing,
-        so that no file (a live backup included) keeps a purged person. A database server
-        keeps its own log (its vacuum and WAL recycling are its administrator's)."""
-        if self.dialect is not SQLITE:
-            return
-        self._wal_pending = not checkpoint(self.db)
-        if self._wal_pending:
-            log.warning("purged data still in the WAL: a reader held it; erased at the next "
-                        "purge")
-
     # --- reading ---------------------------------------------------------------------------
 
-    @_reachable
+    @reachable
     def get(self, tx_id: str) -> TransactionView:
         view, recovered = self._get(tx_id)
         if recovered:
@@ -452,12 +346,12 @@ class TransactionStore:
             row["presentation_id"], row["board_id"], row["port"], row["channel"], people,
             row["chosen"], sheet, rights, service, affiliation, amc), recovered
 
-    @_reachable
+    @reachable
     def ids(self) -> list[str]:
         with self._lock:
             return [r[0] for r in self.db.execute("SELECT id FROM tx ORDER BY created_at")]
 
-    @_reachable
+    @reachable
     def counts(self) -> dict[str, int]:
         with self._lock:
             got = dict(self.db.execute("SELECT state, COUNT(*) FROM tx GROUP BY state").fetchall())
