@@ -125,7 +125,10 @@ def test_rows_are_sealed_bound_to_their_person_and_key(pg_url: str,  # noqa: F81
                        for row in db.execute(f"SELECT * FROM {table}") for v in row)
         for f in FAMILIES:
             assert f.insured.nir.encode() not in raw and f.insured.nir[:13].encode() not in raw
-            assert f.insured.given_names.encode() not in raw
+            # A name of 2-3 bytes turns up by chance in kilobytes of ciphertext ('PI' did,
+            # once in CI): only names long enough not to are looked for.
+            name = f.insured.given_names.encode()
+            assert len(name) < 4 or name not in raw
         # The twins' rows swapped: neither opens (the row is bound to its lookup key).
         a, b = members(FAMILIES[0])[2], members(FAMILIES[0])[3]
         la, lb = (cache._cipher.lookup(w.canonical()) for w in (a, b))
