@@ -26,9 +26,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from pn532_host import SimHost
 
 from comptoir_tools.phone import Phone
-from comptoir_tools.pn532_sim import ACK, PN532Sim, PtyUart, encode_frame
+from comptoir_tools.pn532_sim import ACK, PN532Sim, encode_frame
 
 PREAMBLE = bytes(10)  # nfcpy's long preamble
 LINE = bytes(range(256)) + bytes(range(6))  # nfcpy Device.__init__ line test, 262 bytes
@@ -104,21 +105,7 @@ PAIRS: list[tuple[str, str, str, str, str]] = [
 ]
 
 
-class Host:
-    def __init__(self, port: str) -> None:
-        self.u = PtyUart(port)
-
-    def recv(self, n: int, timeout: float = 0.5) -> bytes:
-        out = b""
-        end = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < end:
-            chunk = self.u.read(n - len(out))
-            if chunk:
-                out += chunk
-            else:
-                time.sleep(0.0005)
-        return out
-
+class Host(SimHost):
     def command(self, data: bytes, preamble: bytes = b"") -> bytes:
         """Send D4 + data; return the reply frame (after the ACK)."""
         self.u.write(preamble + encode_frame(0xD4, data))

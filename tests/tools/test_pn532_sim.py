@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from pn532_host import SimHost
 
 from comptoir_tools.phone import Phone
 from comptoir_tools.pn532_sim import (
@@ -15,7 +16,6 @@ from comptoir_tools.pn532_sim import (
     NACK,
     Fault,
     PN532Sim,
-    PtyUart,
     Timing,
     encode_frame,
 )
@@ -31,29 +31,8 @@ def reply(hexdata: str) -> bytes:
     return encode_frame(0xD5, bytes.fromhex(hexdata))
 
 
-class Raw:
+class Raw(SimHost):
     """A host that speaks raw bytes to the simulator."""
-
-    def __init__(self, port: str) -> None:
-        self.u = PtyUart(port)
-
-    def send(self, data: bytes) -> None:
-        self.u.write(data)
-
-    def recv(self, n: int, timeout: float = 0.5) -> bytes:
-        out = b""
-        end = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < end:
-            chunk = self.u.read(n - len(out))
-            if chunk:
-                out += chunk
-            else:
-                time.sleep(0.0005)
-        return out
-
-    def quiet(self, seconds: float) -> bytes:
-        time.sleep(seconds)
-        return self.u.read() or b""
 
     def expect(self, frame: bytes, expected: bytes, timeout: float = 0.5) -> bool:
         """Send a command; True if the ACK and then exactly `expected` come."""

@@ -11,9 +11,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from pn532_host import SimHost
 
 from comptoir_tools.phone import COMPTOIR_AID, Phone, default_presentation
-from comptoir_tools.pn532_sim import ACK, ERROR_FRAME, Fault, PN532Sim, PtyUart, encode_frame
+from comptoir_tools.pn532_sim import ACK, ERROR_FRAME, Fault, PN532Sim, encode_frame
 
 WAKE = b"\x55\x55" + bytes(14)
 NFCPY_PREAMBLE = bytes(10)  # nfcpy's pn532.init: ten 0x00 before a command, never 0x55
@@ -31,28 +32,7 @@ def reply(hexdata: str) -> bytes:
 ATS_REPLY = reply("43 00 05 78 80 70 02")  # InCommunicateThru RATS -> the phone's ATS
 
 
-class Raw:
-    def __init__(self, port: str) -> None:
-        self.u = PtyUart(port)
-
-    def send(self, data: bytes) -> None:
-        self.u.write(data)
-
-    def recv(self, n: int, timeout: float = 0.5) -> bytes:
-        out = b""
-        end = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < end:
-            chunk = self.u.read(n - len(out))
-            if chunk:
-                out += chunk
-            else:
-                time.sleep(0.0005)
-        return out
-
-    def quiet(self, seconds: float) -> bytes:
-        time.sleep(seconds)
-        return self.u.read() or b""
-
+class Raw(SimHost):
     def call(self, frame: bytes, expected: bytes, timeout: float = 0.5) -> bytes:
         """Send a command, check the ACK, return what follows (len(expected) bytes)."""
         self.send(frame)

@@ -5,35 +5,23 @@ never dies on them."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pn532_host import SimHost
 
 from comptoir_tools.phone import Phone
-from comptoir_tools.pn532_sim import ACK, ERROR_FRAME, PN532Sim, PtyUart, encode_frame
+from comptoir_tools.pn532_sim import ACK, ERROR_FRAME, PN532Sim, encode_frame
 
 # Diagnose, GetGeneralStatus, ReadRegister, WriteRegister, InCommunicateThru, InDeselect,
 # InRelease, InSelect (PowerDown, polls and RF settings would change what follows).
 COMMANDS = (0x00, 0x04, 0x06, 0x08, 0x42, 0x44, 0x52, 0x54)
 
 
-class Host:
-    def __init__(self, port: str) -> None:
-        self.u = PtyUart(port)
-
-    def recv(self, n: int, timeout: float = 1.0) -> bytes:
-        out = b""
-        end = time.monotonic() + timeout
-        while len(out) < n and time.monotonic() < end:
-            chunk = self.u.read(n - len(out))
-            if chunk:
-                out += chunk
-            else:
-                time.sleep(0.0005)
-        return out
+class Host(SimHost):
+    default_timeout = 1.0
 
     def command(self, data: bytes) -> bytes:
         self.u.write(encode_frame(0xD4, data))
