@@ -31,7 +31,18 @@ RUN_AS = "nobody"  # when run as root
 
 
 class PostgresMissing(RuntimeError):
-    """initdb or pg_ctl is not installed."""
+    """No local server can be had: initdb or pg_ctl is not installed, or initdb failed."""
+
+
+def _temp_base(as_root: bool) -> str | None:
+    """Where the server's folder goes: the usual temporary folder, unless the server runs as
+    another user (under root) who cannot get through it (a TMPDIR inside a 0700 folder)."""
+    base = Path(tempfile.gettempdir()).resolve()
+    if not as_root:
+        return None
+    if all(p.stat().st_mode & 0o001 for p in (base, *base.parents)):
+        return None
+    return "/tmp"
 
 
 def binary(name: str) -> str | None:
@@ -95,12 +106,19 @@ def start_server() -> PgServer:
     if initdb is None or pg_ctl is None:
         raise PostgresMissing("PostgreSQL's initdb and pg_ctl are missing: run `make sysdeps` "
                               "(it installs Debian's postgresql package)")
-    folder = Path(tempfile.mkdtemp(prefix="comptoir-pg-"))
     as_user: tuple[str, ...] = ()
     if os.geteuid() == 0:
+        # PostgreSQL refuses to run as root. runuser lives in /usr/sbin, which a root shell
+        # started with `su` (no login) or a service's PATH may not list.
+        runuser = shutil.which("runuser", path=f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin")
+        if runuser is None:
+            raise PostgresMissing(f"running as root, PostgreSQL must run as {RUN_AS!r}, "
+                                  "and runuser (util-linux) is missing")
+        as_user = (runuser, "-u", RUN_AS, "--")
+    folder = Path(tempfile.mkdtemp(prefix="comptoir-pg-", dir=_temp_base(bool(as_user))))
+    if as_user:
         user = pwd.getpwnam(RUN_AS)
         os.chown(folder, user.pw_uid, user.pw_gid)
-        as_user = ("runuser", "-u", RUN_AS, "--")
     folder.chmod(0o700)
     try:
         subprocess.run([*as_user, initdb, "-D", str(folder / "data"), "-U", SUPERUSER,
@@ -110,6 +128,12 @@ def start_server() -> PgServer:
                        timeout=120)
         server = PgServer(folder, free_port(), pg_ctl, as_user)
         server.start()
+    except subprocess.CalledProcessError as e:
+        shutil.rmtree(folder, ignore_errors=True)
+        said = (e.stderr or b"").decode(errors="replace").strip().splitlines()
+        raise PostgresMissing(f"{Path(str(e.cmd[len(as_user)])).name} failed in {folder}: "
+                              f"{said[-1] if said else 'exit status ' + str(e.returncode)}"
+                              ) from e
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise

@@ -258,6 +258,7 @@ class Twin:
         rights_service: bool = False,
         insurer: SimulatedInsurer | None = None,
         storage_url: str | None = None,
+        counter: int = 0,
     ) -> None:
         """kinds: per board, "link" (no peripheral), "nfc", "camera", "camera+nfc",
         or "board:NAME" to run a definition from boards/ (its PN532 and camera
@@ -267,7 +268,8 @@ class Twin:
         service (`self.rights_service`, on 127.0.0.1; `serve_rights` gives it families).
         Several counters of one pharmacy (issue 17): `insurer` shared by their twins (one PKI,
         the same pepper), `storage_url` the PostgreSQL server where their verifiers keep the
-        replay state they share."""
+        replay state they share, `counter` the counter's index (in its boards' ids: the shared
+        transaction store records which board saw each presentation)."""
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="comptoir-twin-")
         self.workdir = Path(workdir or self._tmp.name)  # type: ignore[union-attr]
         self.n = boards
@@ -295,6 +297,7 @@ class Twin:
         self.rights_service: RightsService | None = RightsService() if rights_service else None
         self._given_insurer = insurer
         self.storage_url = storage_url
+        self.counter = counter
         self._shared_state: Any = None
         self._up = threading.Condition()
         self._up_ports: set[str] = set()
@@ -329,7 +332,9 @@ class Twin:
                 uarts["pn532"] = pn_wire.path_a
                 bauds["pn532"] = self.pn532_baud
             cb = self.on_firmware_line
-            board_id = f"{0xC0A7_0000 + i:08x}{os.getpid() & 0xFFFF:04x}{i:04x}"
+            # Unique per board, as machine.unique_id() is: counter, index, process.
+            board_id = (f"{0xC0A7_0000 + ((self.counter & 0xFF) << 8) + i:08x}"
+                        f"{os.getpid() & 0xFFFF:04x}{i:04x}")
             fw = FirmwareProcess(
                 fw_dir, uarts, bauds=bauds,
                 board_id=board_id, pair_key=self.paired.add(board_id), board_file=board_file,

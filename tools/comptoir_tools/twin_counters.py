@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import shutil
 import tempfile
+import sys
 import threading
 import time
 from pathlib import Path
@@ -31,7 +32,11 @@ def run(args: argparse.Namespace) -> int:
     server = None
     url = args.storage_url
     if not url:
-        server = pg_local.start_server()
+        try:
+            server = pg_local.start_server()
+        except pg_local.PostgresMissing as e:
+            print(f"comptoir twin: cannot start a PostgreSQL server: {e}", file=sys.stderr)
+            return 1
         url = server.url(server.new_database())
     twins: list[Twin] = []
     apps: list[Any] = []
@@ -52,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
             tw = Twin(args.boards, baud=args.baud, heartbeat_ms=args.heartbeat_ms,
                       workdir=root / f"counter{i + 1}",
                       kinds=["nfc"] + ["camera+nfc"] * (args.boards - 1), camera_baud=921600,
-                      rights_service=i == 0, insurer=insurer, storage_url=url)
+                      rights_service=i == 0, insurer=insurer, storage_url=url, counter=i)
             twins.append(tw)
             tw.start()
             term = Terminal(tw)
