@@ -10,6 +10,8 @@ aside and rebuilt: rows of the old file that still authenticate are carried over
 AES-GCM-sealed under its own lookup key, so a carried row is exactly what this cache wrote),
 then the insurer's service is asked again for those families when it answers. With a wrong
 key nothing can be read: the cache starts empty and refills from credentials and the service.
+The database shared on PostgreSQL is not moved aside by one counter: the rows that fail
+authentication are removed from it, the others stay; another key there is refused (WrongKey).
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ from comptoir.tokens.model import Credential, Verified
 
 from .client import RightsClient
 from .crypto import RowCipher, load_or_create_key
-from .errors import CacheCorrupt, ServiceError, ServiceUnavailable
+from .errors import CacheCorrupt, RowCorrupt, ServiceError, ServiceUnavailable
 from .model import BeneficiaryId, RightsAnswer, RightsRecord, Source, Status
 from .policy import StalenessPolicy
-from .rebuild import Rebuild, rebuild_store
+from .rebuild import Rebuild, rebuild_store, repair
 from .sources import from_credential
 from .store import (
     MEANS_ACTIVE,
@@ -100,16 +102,23 @@ class RightsCache:
         """Open (creating if needed) the cache; a corrupt file is reported and rebuilt.
         `store_options` go to RightsStore (integrity, verify_rows, max_pages, durable).
         With `url`: the cache shared by the counters on that PostgreSQL server (`db_path`
-        unused); a row that fails authentication there is an error, not a rebuild."""
+        unused); rows that fail authentication there are removed (`rebuild.repair`), any other
+        failed check (another key) is an error."""
         cipher = RowCipher(load_or_create_key(key_path))
         try:
             if url:
                 from .store_pg import open_store
 
-                store = open_store(url, cipher, password_file=password_file, **store_options)
+                try:
+                    store = open_store(url, cipher, password_file=password_file, **store_options)
+                    rebuild = None
+                except RowCorrupt as exc:
+                    store = open_store(url, cipher, password_file=password_file,
+                                       **{**store_options, "verify_rows": "none"})
+                    rebuild = repair(store, cipher, exc, int(clock()))
             else:
                 store = RightsStore(db_path, cipher, **store_options)
-            rebuild = None
+                rebuild = None
         except CacheCorrupt as exc:
             if url:
                 raise
@@ -137,9 +146,13 @@ class RightsCache:
 
     def _recover(self, exc: CacheCorrupt) -> None:
         """A row failed authentication in use: the whole file is suspect. Rebuild now (a file;
-        the shared database is not rebuilt by one counter: the error is raised)."""
+        the shared database is not moved aside by one counter: its damaged rows are removed)."""
         if not self.store.on_sqlite:
-            raise exc
+            if not isinstance(exc, RowCorrupt):
+                raise exc
+            with self._lock:
+                self.rebuilds.append(repair(self.store, self._cipher, exc, int(self._clock())))
+            return
         with self._lock:
             self.store.close()
             self.store, rebuild = rebuild_store(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from comptoir.storage import KeyFileError
 
 __all__ = [
-    "CacheCorrupt", "CacheFull", "KeyFileError", "RightsError", "SchemaTooNew",
+    "CacheCorrupt", "CacheFull", "KeyFileError", "RightsError", "RowCorrupt", "SchemaTooNew",
     "ServiceError", "ServiceUnavailable", "WrongKey",
 ]
 
@@ -17,6 +17,11 @@ class RightsError(Exception):
 class CacheCorrupt(RightsError):
     """The database failed a check (integrity, header, a row's authentication): not to be used.
     `RightsCache.open` quarantines the file and rebuilds from the sources."""
+
+
+class RowCorrupt(CacheCorrupt):
+    """One row fails authentication (or names someone else than its keys) under the right key:
+    on PostgreSQL, the rows that do are removed from the shared database (`rebuild.repair`)."""
 
 
 class WrongKey(CacheCorrupt):

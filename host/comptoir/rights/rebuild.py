@@ -1,7 +1,12 @@
 """Rebuilding the rights cache's file when it fails a check: the suspect file is moved aside
 and the rows of it that still authenticate are carried into a fresh one (the cache asks the
 service again for those families afterwards). `RightsCache` calls it at open and when a row
-fails authentication in use."""
+fails authentication in use.
+
+The shared database on PostgreSQL is not moved aside by one counter: `repair` removes from it
+the rows that fail authentication under the key (the same rows a rebuild would not carry over),
+in one write transaction; the others stay, and the families of the removed rows are asked of
+the service again at their next look-up or sync, as after a rebuild."""
 
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from comptoir.clock import now as clock_now
 
 from . import codec
 from .crypto import RowCipher
-from .errors import CacheCorrupt, WrongKey
+from .errors import CacheCorrupt, RowCorrupt, WrongKey
 from .files import quarantine
 from .model import RightsRecord
 from .store import RightsStore
@@ -29,7 +34,8 @@ log = logging.getLogger("comptoir.rights")
 @dataclass
 class Rebuild:
     reason: str
-    salvaged: int = 0
+    salvaged: int = 0  # person rows kept
+    removed: int = 0  # rows removed from the shared database (PostgreSQL)
     quarantined: Path | None = None
     at: float = field(default_factory=clock_now)
 
@@ -95,3 +101,53 @@ def salvage(path: Path, cipher: RowCipher) -> tuple[list[RightsRecord], list[tup
     finally:
         db.close()
     return list(records.values()), sealed
+
+
+def repair(store: RightsStore, cipher: RowCipher, exc: RowCorrupt, stamp: int) -> Rebuild:
+    """Remove the shared database's rows that fail authentication (or whose identity does not
+    hash to their keys). A database where no row at all authenticates is left alone and the
+    error raised: that is a key mix-up (checked at open) or worse, not a damaged row."""
+    log.error("rights cache: a shared row is unusable, removing the damaged rows",
+              extra={"why": str(exc)})
+
+    def apply(db: Any) -> tuple[int, int]:
+        kept = removed = others = 0
+        for table, key_column in _KEYS.items():
+            family_column = ", family" if table == "persons" else ""
+            last = b""
+            while rows := db.execute(
+                    f"SELECT {key_column}, row{family_column} FROM {table} "
+                    f"WHERE {key_column} > ? ORDER BY {key_column} LIMIT 2000", (last,)
+            ).fetchall():
+                last = bytes(rows[-1][0])
+                for row in rows:
+                    if _authentic(cipher, table, bytes(row[0]), bytes(row[1]),
+                                  bytes(row[2]) if family_column else None):
+                        kept += table == "persons"
+                        others += table != "persons"
+                        continue
+                    db.execute(f"DELETE FROM {table} WHERE {key_column} = ?", (row[0],))
+                    removed += 1
+        if removed > 1 and not kept + others:
+            raise exc
+        return kept, removed
+
+    kept, removed = store._write(apply)
+    log.error("rights cache: damaged rows removed from the shared database",
+              extra={"removed_rows": removed, "kept_rows": kept})
+    return Rebuild(reason=str(exc), salvaged=kept, removed=removed, at=stamp)
+
+
+def _authentic(cipher: RowCipher, table: str, key: bytes, blob: bytes,
+               family: bytes | None) -> bool:
+    try:
+        plain = cipher.open(key, blob)
+    except InvalidTag:
+        return False
+    if table != "persons":
+        return True
+    try:
+        who = codec.decode(plain).who
+    except ValueError:
+        return False
+    return cipher.lookup(who.canonical()) == key and cipher.family(who.nir) == family

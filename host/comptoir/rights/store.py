@@ -36,7 +36,7 @@ from comptoir.storage import (
 
 from . import codec, migrations
 from .crypto import RowCipher
-from .errors import CacheCorrupt, CacheFull, WrongKey
+from .errors import CacheCorrupt, CacheFull, RowCorrupt, WrongKey
 from .files import check_file
 from .model import BeneficiaryId, RightsRecord, Source, Sourced, merge
 
@@ -165,10 +165,10 @@ class RightsStore:
         try:
             record = codec.decode(self._cipher.open(lookup, bytes(blob)))
         except (InvalidTag, ValueError):
-            raise CacheCorrupt("a row of the rights cache fails authentication") from None
+            raise RowCorrupt("a row of the rights cache fails authentication") from None
         if who is not None and record.who != who:
             # Only a hash collision or a forged row could get here: never hand it out.
-            raise CacheCorrupt("a row's identity does not match its lookup key")
+            raise RowCorrupt("a row's identity does not match its lookup key")
         return record
 
     def _upsert(self, db: sqlite3.Connection, records: Iterable[RightsRecord]) -> int:
@@ -234,7 +234,7 @@ class RightsStore:
             at, source, keys = cbor2.loads(self._cipher.open(family, bytes(row[0])))
             return (int(at), int(source)), [bytes(k) for k in keys]
         except (InvalidTag, ValueError, TypeError):
-            raise CacheCorrupt("a roster row of the rights cache fails authentication") from None
+            raise RowCorrupt("a roster row of the rights cache fails authentication") from None
 
     def _put_roster(
         self, db: sqlite3.Connection, family: bytes, order: tuple[int, int], keys: list[bytes]
@@ -345,7 +345,7 @@ class RightsStore:
             state, source, obtained = cbor2.loads(self._cipher.open(cred, bytes(row[0])))
             return Sourced(int(state), Source(source), int(obtained))
         except (InvalidTag, ValueError, TypeError):
-            raise CacheCorrupt("a means row of the rights cache fails authentication") from None
+            raise RowCorrupt("a means row of the rights cache fails authentication") from None
 
     def records(self, batch: int = 2000) -> Iterator[RightsRecord]:
         """Every record, decrypted and authenticated, in lookup order (keyset pagination, so
@@ -362,7 +362,7 @@ class RightsStore:
             for lookup, blob in rows:
                 record = self._open_row(bytes(lookup), blob, None)
                 if self._cipher.lookup(record.who.canonical()) != bytes(lookup):
-                    raise CacheCorrupt("a row's identity does not match its lookup key")
+                    raise RowCorrupt("a row's identity does not match its lookup key")
                 yield record
             last = bytes(rows[-1][0])
 
@@ -406,7 +406,7 @@ class RightsStore:
                 self._cipher.lookup(record.who.canonical()) != bytes(row[0])
                 or self._cipher.family(record.who.nir) != bytes(family)
             ):
-                raise CacheCorrupt("a row's identity does not match its keys")
+                raise RowCorrupt("a row's identity does not match its keys")
             nirs.append(record.who.nir)
         return nirs
 
