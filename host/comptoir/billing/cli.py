@@ -1,7 +1,11 @@
 """`comptoir billing`: list, close-lot, export, verify. Exit status 0 ok, 1 problems found,
 2 usage error (also: no journal, a key file missing, readable by others or not this journal's,
-a sealed sheet that does not open during an export, a full disk or a failed write: one line
-on stderr, no traceback)."""
+a sealed sheet that does not open during an export, a full disk or a failed write, the shared
+database unreachable: one line on stderr, no traceback), 3 another counter is exporting now.
+
+The journal is this PC's file (`--db`), or the shared PostgreSQL database of the daemon's
+configuration (`--config comptoir.toml` with `storage.url`, or `--url`; the key
+`paths.keys_dir/billing.key`, or `--key`)."""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ import argparse
 import os
 import sqlite3
 import sys
+
+from comptoir import config
+from comptoir.storage import cli_options
 
 from .crypto import KeyFileError, default_key_path
 from .errors import IntegrityError, JournalError
@@ -63,6 +70,10 @@ def _cmd_export(j: Journal, args: argparse.Namespace) -> int:
     report = exporter.export(args.pharmacy, progress=bar)
     if bar:
         bar.close()
+    if report.busy:
+        print("another counter is exporting this journal now: nothing done here; run the "
+              "export again later", file=sys.stderr)
+        return 3
     print(f"exported {report.lots} lots ({report.sheets} sheets, {report.files} files, "
           f"{report.bytes} bytes); {report.skipped} already exported; "
           f"{report.restored} missing files written again")
@@ -83,15 +94,26 @@ def _cmd_verify(j: Journal, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _open(where: cli_options.Where, key: str | os.PathLike[str], max_age: int) -> Journal:
+    if not where.shared:
+        return Journal(where.db, key=key, create_key=False, lot_max_age=max_age)
+    from .journal_pg import open_journal
+
+    return open_journal(where.url, key=key, password_file=where.password_file,
+                        create_key=False, lot_max_age=max_age)
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="comptoir billing",
                                  description="Care sheets, lots and their export.")
-    ap.add_argument("--db", default=os.environ.get("COMPTOIR_BILLING_DB", DEFAULT_DB),
-                    help="billing journal (default: $COMPTOIR_BILLING_DB or billing.sqlite3)")
+    ap.add_argument("--db", default=os.environ.get("COMPTOIR_BILLING_DB"),
+                    help="billing journal (default: $COMPTOIR_BILLING_DB, the --config's, or "
+                         "billing.sqlite3)")
     ap.add_argument("--key", default=os.environ.get("COMPTOIR_BILLING_KEY"),
                     help="billing key file (32 bytes, mode 0600; default: $COMPTOIR_BILLING_KEY "
                          "or keys/billing.key beside the journal, the daemon's layout; "
                          "never created here)")
+    cli_options.add_arguments(ap)
     sub = ap.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("list", help="list lots and open sheets")
@@ -126,19 +148,31 @@ def main(argv: list[str] | None = None) -> int:
         args = ap.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as e:
         return int(e.code or 0)
-    if not os.path.exists(args.db):
-        print(f"no billing journal at {args.db}", file=sys.stderr)
+    try:
+        where = cli_options.resolve(args, db_of="billing_db", key_of="billing_key",
+                                    default_db=DEFAULT_DB)
+    except config.ConfigError as e:
+        print(f"comptoir billing: {e}", file=sys.stderr)
+        return 2
+    if not where.shared and not where.db.exists():
+        print(f"no billing journal at {where.db}", file=sys.stderr)
         return 2
     max_age = getattr(args, "max_age", 24 * 3600)
-    key = args.key or default_key_path(args.db)
+    key = where.key or default_key_path(where.db)
     try:
-        with Journal(args.db, key=key, create_key=False, lot_max_age=max_age) as j:
+        with _open(where, key, max_age) as j:
             return int(args.func(j, args))
     except (KeyFileError, JournalError, IntegrityError) as e:
         print(f"comptoir billing: {e}", file=sys.stderr)
         return 2
     except (OSError, sqlite3.Error) as e:  # e.g. the export directory cannot be written
         print(f"comptoir billing: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # the shared database unreachable: one line too
+        line = cli_options.failure_line(where, e)
+        if line is None:
+            raise
+        print(f"comptoir billing: {line}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,10 @@
 
 Output never holds personal data: counts, versions, sizes. `--nir -` reads the NIR from
 standard input, so that it does not stay in the shell history.
+
+The cache is this PC's file (`--db`), or the one the counters share on PostgreSQL: `--config
+comptoir.toml` (its `storage.url`, else its file; its `rights.key`), or `--url`. With the
+database unreachable: one line on stderr, exit status 4.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from comptoir import config
+from comptoir.storage import cli_options
 from comptoir.tokens.nir import parse_nir
 from comptoir.tokens.reasons import TokenError
 
@@ -31,14 +37,17 @@ DEFAULT_DIR = Path(os.environ.get("COMPTOIR_DATA_DIR", "~/.local/share/comptoir"
 
 
 def _open(args: argparse.Namespace, **kw: Any) -> RightsCache:
-    Path(args.db).parent.mkdir(parents=True, exist_ok=True)
-    cache = RightsCache.open(args.db, args.key, **kw)
+    where: cli_options.Where = args.where
+    if not where.shared:
+        where.db.parent.mkdir(parents=True, exist_ok=True)
+    key = where.key or where.db.with_name("rights.key")
+    cache = RightsCache.open(where.db, key, url=where.url or None,
+                             password_file=where.password_file, **kw)
     for rebuild in cache.rebuilds:
-        print(
-            f"warning: the rights cache was unusable ({rebuild.reason}); rebuilt, "
-            f"{rebuild.salvaged} rows carried over",
-            file=sys.stderr,
-        )
+        done = (f"{rebuild.removed} damaged rows removed from the shared database" if
+                where.shared else f"rebuilt, {rebuild.salvaged} rows carried over")
+        print(f"warning: the rights cache was unusable ({rebuild.reason}); {done}",
+              file=sys.stderr)
     return cache
 
 
@@ -47,12 +56,12 @@ def _status(args: argparse.Namespace) -> int:
     cache = _open(args, **options)
     try:
         c = cache.store.counts()
-        print(f"database      {args.db}")
+        print(f"database      {args.where.url or args.where.db}")
         print(f"schema        v{c.schema_version}")
         print(f"persons       {c.persons}")
         print(f"families      {c.families}")
         print(f"means         {c.means}")
-        print(f"size          {c.file_bytes} bytes")
+        print(f"size          {c.file_bytes} bytes")  # the tables' on PostgreSQL
         print(f"check         {'full: ok' if args.check else 'quick: ok'}")
         print(f"rebuilt       {'yes' if cache.rebuilds else 'no'}")
     finally:
@@ -130,12 +139,14 @@ def _export_counts(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="comptoir cache", description="The offline rights cache.")
-    ap.add_argument("--db", default=str(DEFAULT_DIR / "rights.db"))
+    ap.add_argument("--db", default=None, help=f"default: {DEFAULT_DIR / 'rights.db'}")
     ap.add_argument(
         "--key",
-        default=str(DEFAULT_DIR / "rights.key"),
-        help="key file (32 bytes, mode 0600; created on first run)",
+        default=None,
+        help="key file (32 bytes, mode 0600; created on first run; default: rights.key "
+        "beside the file, or the --config's)",
     )
+    cli_options.add_arguments(ap)
     sub = ap.add_subparsers(dest="command", required=True)
 
     st = sub.add_parser("status", help="schema, counts and size; checks the file")
@@ -172,9 +183,17 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
     try:
+        args.where = cli_options.resolve(args, db_of="rights_db", key_of="rights_key",
+                                         default_db=DEFAULT_DIR / "rights.db")
         return int(args.func(args))
-    except (RightsError, KeyFileError) as exc:
+    except (RightsError, KeyFileError, config.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 4
+    except Exception as exc:  # the shared database unreachable: one line too
+        line = None if "where" not in args else cli_options.failure_line(args.where, exc)
+        if line is None:
+            raise
+        print(f"error: {line}", file=sys.stderr)
         return 4
 
 
