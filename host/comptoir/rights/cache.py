@@ -28,6 +28,7 @@ from typing import Any
 from comptoir.clock import now as clock_now
 from comptoir.tokens.model import Credential, Verified
 
+from . import claims
 from .client import RightsClient
 from .crypto import RowCipher, load_or_create_key
 from .errors import CacheCorrupt, RowCorrupt, ServiceError, ServiceUnavailable
@@ -285,27 +286,36 @@ class RightsCache:
         oppositions: bool = True,
         client: RightsClient | None = None,
         stop: threading.Event | None = None,
+        claim_for: int = 0,
     ) -> SyncReport:
         """Ask the service again for the cached families whose AMO rights were obtained more
         than `older_than` seconds ago (oldest first, at most `limit` of them), then pull the
         opposition list (`oppositions`). Stops at the first unavailability (the breaker is
         open, or retries ran out), or between batches when `stop` is set, and says so in
         `failed`; the caller decides what to log. `client`: another client than the cache's
-        (the daemon's background task has its own connection, sharing the breaker)."""
+        (the daemon's background task has its own connection, sharing the breaker).
+        `claim_for`: seconds the families asked are claimed, so that the other counters sharing
+        the cache skip them (claims.py; 0: no claims)."""
         client = client or self.client
         if client is None:
             raise ValueError("no rights service configured")
         now = int(self._clock()) if now is None else now
         started = time.perf_counter()
         report = SyncReport()
-        nirs = self._guard(lambda: self.store.stale_families(now - older_than, limit))
+        if claim_for:
+            nirs = self._guard(lambda: claims.claim_stale(self.store, now - older_than, limit,
+                                                          now, claim_for))
+        else:
+            nirs = self._guard(lambda: self.store.stale_families(now - older_than, limit))
         report.families = len(nirs)
+        answered: set[str] = set()
         try:
             for i in range(0, len(nirs), 200):
                 if stop is not None and stop.is_set():
                     report.failed = "stopped"
                     break
                 answers = self._batch(client, nirs[i : i + 200], report)
+                answered.update(nirs[i : i + 200])  # asked (an unusable answer too)
                 for nir, records in answers.items():
                     report.answered += 1
                     report.unknown += records is None
@@ -319,6 +329,8 @@ class RightsCache:
                 "rights sync stopped early",
                 extra={"answered": report.answered, "families": report.families, "why": str(exc)},
             )
+        if claim_for and len(answered) < len(nirs):
+            claims.release(self.store, self._cipher, set(nirs) - answered)
         report.seconds = time.perf_counter() - started
         return report
 

@@ -35,6 +35,14 @@ STEPS: tuple[str, ...] = (
     """
     CREATE TABLE rosters (family BLOB PRIMARY KEY, row BLOB NOT NULL) WITHOUT ROWID;
     """,
+    # 4: families a counter's background sync is asking about now or asked about lately
+    # (claims.py), so that the counters sharing a cache do not all ask for the same ones.
+    """
+    CREATE TABLE refresh_claims (
+        family BLOB PRIMARY KEY,
+        claimed_until INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 )
 SCHEMA = Schema(STEPS)
 VERSION = SCHEMA.version

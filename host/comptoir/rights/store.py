@@ -393,8 +393,12 @@ class RightsStore:
                 "ORDER BY min(obtained_at), family" + ("" if limit is None else " LIMIT ?"),
                 (cutoff,) if limit is None else (cutoff, limit),
             ).fetchall()
+        return self.nirs_of(bytes(f) for (f,) in families)
+
+    def nirs_of(self, families: Iterable[bytes]) -> list[str]:
+        """The insured NIR of each family (one of its rows decrypted and checked)."""
         nirs: list[str] = []
-        for (family,) in families:
+        for family in families:
             with self._lock:
                 row = self._db.execute(
                     "SELECT lookup, row FROM persons WHERE family = ? LIMIT 1", (family,)

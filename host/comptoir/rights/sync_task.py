@@ -31,6 +31,10 @@ class RightsSync:
     * every `refresh_every` seconds, ask again for at most `max_families` cached families
       whose rights are older than `older_than` seconds, oldest first (0 families: off).
 
+    The families a round asks about are claimed for `refresh_every` seconds in the cache
+    (claims.py): the other counters sharing it skip them, so the insurer is asked about each
+    stale family once per period for the pharmacy, not once per counter.
+
     It goes through its own client (its own connection, so that a batch never delays the
     counter's look-ups) sharing the counter's circuit breaker: while the service is down no
     request goes out until the breaker's cool-down, a round fails at once and the next one
@@ -91,7 +95,8 @@ class RightsSync:
         self._refresh_owed = False
         try:
             report = self.cache.sync(older_than=self.older_than, limit=self.max_families,
-                                     oppositions=False, client=self.client, stop=stop)
+                                     oppositions=False, client=self.client, stop=stop,
+                                     claim_for=max(1, int(self.refresh_every)))
         except Exception as e:
             self._failed("refresh", e)
             return False
