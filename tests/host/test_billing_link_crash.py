@@ -1,7 +1,8 @@
 """A crash between the billing journal's commit and the transactions database's update
 (issue 15): the journal has the care sheet, the transaction still says ready. After the
 restart the transaction shows its care sheet and the event stream says it is dispensed; while
-running, the next read does the same."""
+running, the next read does the same. On both backends: this PC's files, and the PostgreSQL
+database the counters share (both stores in it, as `comptoir.stores` opens them)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+from backend_fixtures import Backend, backend, pg_server  # noqa: F401 (fixtures)
 from billing_fixtures import adult_family
 from test_transactions import KEY, request
 
@@ -29,9 +31,16 @@ CHILD = textwrap.dedent("""
     from comptoir.transactions import JournalBiller, TransactionStore
     from comptoir_tools.billing_synth import presentation
 
-    d = Path(sys.argv[1])
-    biller = JournalBiller(d / "billing.db", key=d / "billing.key")
-    store = TransactionStore(d / "transactions.db", KEY, biller)
+    d, url = Path(sys.argv[1]), sys.argv[3]
+    if url:  # the shared database, as comptoir.stores opens it with storage.url
+        from comptoir.billing.journal_pg import open_journal
+        from comptoir.transactions.store_pg import open_store
+        biller = JournalBiller(d / "billing.db",
+                               opener=lambda: open_journal(url, key=d / "billing.key"))
+        store = open_store(url, KEY, biller)
+    else:
+        biller = JournalBiller(d / "billing.db", key=d / "billing.key")
+        store = TransactionStore(d / "transactions.db", KEY, biller)
     tx = store.create(presentation(adult_family(beneficiaries=0), 1))
     print(tx.id, flush=True)
 
@@ -50,13 +59,19 @@ CHILD = textwrap.dedent("""
 """)
 
 
-def test_a_crash_after_the_journal_commit_is_recovered_at_start(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), str(HERE)],
+def test_a_crash_after_the_journal_commit_is_recovered_at_start(
+        backend: Backend, tmp_path: Path) -> None:  # noqa: F811
+    url = backend.url(tmp_path) or ""  # one database for both stores, as the daemon's
+    run = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), str(HERE), url],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 137, run.stderr
     tx_id = run.stdout.strip()
-    biller = JournalBiller(tmp_path / "billing.db", key=tmp_path / "billing.key")
-    store = TransactionStore(tmp_path / "transactions.db", KEY, biller)
+    if url:  # the daemon restarted on the same database
+        biller = backend.biller(tmp_path, key=tmp_path / "billing.key")
+        store = backend.transactions(tmp_path, KEY, biller)
+    else:  # on the same files
+        biller = JournalBiller(tmp_path / "billing.db", key=tmp_path / "billing.key")
+        store = TransactionStore(tmp_path / "transactions.db", KEY, biller)
     try:
         sheet = biller.sheet(tx_id)
         assert sheet is not None  # the journal committed it
@@ -78,9 +93,10 @@ def test_a_crash_after_the_journal_commit_is_recovered_at_start(tmp_path: Path) 
         biller.close()
 
 
-def test_a_billed_transaction_left_ready_shows_its_sheet_on_read(tmp_path: Path) -> None:
-    biller = JournalBiller(tmp_path / "billing.db")
-    store = TransactionStore(tmp_path / "tx.db", KEY, biller)
+def test_a_billed_transaction_left_ready_shows_its_sheet_on_read(
+        backend: Backend, tmp_path: Path) -> None:  # noqa: F811
+    biller = backend.biller(tmp_path / "billing.db")
+    store = backend.transactions(tmp_path / "tx.db", KEY, biller)
     feed = EventFeed()
     TransactionOpener(store, feed)
     sub = feed.subscribe()

@@ -1,5 +1,6 @@
-"""The pieces of the background rights sync, on the real SQLite cache and the real simulated
-rights service over HTTP: a bounded refresh asks the oldest families first, stops between
+"""The pieces of the background rights sync, on the real cache (this PC's SQLite file, and the
+PostgreSQL database the counters share: the same tests) and the real simulated rights service
+over HTTP: a bounded refresh asks the oldest families first, stops between
 batches when told, and the opposition list is read from where the cache left it. (The task
 itself, run by `start_app`, is tested in test_services.py.)"""
 
@@ -8,7 +9,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from rights_fixtures import DAY, HOUR, NOW, client, fam, open_cache
+from backend_fixtures import Backend, backend, pg_server  # noqa: F401 (fixtures)
+from rights_fixtures import DAY, HOUR, NOW, client, fam
 
 from comptoir.metrics import Metrics
 from comptoir.rights import RightsCache, Source, Status, insured_id
@@ -19,11 +21,12 @@ from comptoir_tools.rights_service import RightsService
 AGES = [5 * DAY, 4 * DAY, 3 * DAY, 2 * DAY, HOUR]  # of each family's cached rights
 
 
-def _cached(tmp_path: Path, svc: RightsService) -> tuple[list[Family], RightsCache]:
+def _cached(at: Backend, tmp_path: Path, svc: RightsService
+            ) -> tuple[list[Family], RightsCache]:
     """Five families cached from service answers of these ages; the service then answers
     as of NOW."""
     families = [fam(200 + i, beneficiaries=1) for i in range(len(AGES))]
-    cache = open_cache(tmp_path)
+    cache = at.open_cache(tmp_path)
     cache.client = client(svc.url)
     for f, age in zip(families, AGES, strict=True):
         svc.add_family(f, as_of=NOW - age)
@@ -37,9 +40,9 @@ def _obtained(cache: RightsCache, f: Family) -> int | None:
     return cache.rights_for(insured_id(f.insured)).obtained_at
 
 
-def test_a_bounded_refresh_asks_the_oldest_families_first(tmp_path: Path) -> None:
+def test_a_bounded_refresh_asks_the_oldest_families_first(backend: Backend, tmp_path: Path) -> None:  # noqa: F811
     with RightsService(now=lambda: NOW) as svc:
-        families, cache = _cached(tmp_path, svc)
+        families, cache = _cached(backend, tmp_path, svc)
         before = svc.requests
         report = cache.sync(older_than=DAY, limit=2, oppositions=False)
         assert (report.families, report.answered, report.failed) == (2, 2, "")
@@ -55,9 +58,9 @@ def test_a_bounded_refresh_asks_the_oldest_families_first(tmp_path: Path) -> Non
         cache.close()
 
 
-def test_a_refresh_told_to_stop_asks_nothing(tmp_path: Path) -> None:
+def test_a_refresh_told_to_stop_asks_nothing(backend: Backend, tmp_path: Path) -> None:  # noqa: F811
     with RightsService(now=lambda: NOW) as svc:
-        families, cache = _cached(tmp_path, svc)
+        families, cache = _cached(backend, tmp_path, svc)
         before = svc.requests
         stop = threading.Event()
         stop.set()
@@ -68,17 +71,18 @@ def test_a_refresh_told_to_stop_asks_nothing(tmp_path: Path) -> None:
         cache.close()
 
 
-def test_the_opposition_list_is_read_from_where_the_cache_left_it(tmp_path: Path) -> None:
+def test_the_opposition_list_is_read_from_where_the_cache_left_it(
+        backend: Backend, tmp_path: Path) -> None:  # noqa: F811
     with RightsService(now=lambda: NOW) as svc:
         svc.oppose(b"phone-1", NOW - 10)
         svc.oppose(b"phone-2", NOW - 5)
-        cache = open_cache(tmp_path)
+        cache = backend.open_cache(tmp_path)
         c = client(svc.url)
         assert cache.sync_oppositions(c) == (2, 2)
         assert cache.sync_oppositions(c) == (0, 2)
         svc.oppose(b"phone-3", NOW)
         cache.close()
-        cache = open_cache(tmp_path)  # the position is kept in the file
+        cache = backend.open_cache(tmp_path)  # the position is kept (the file, the database)
         assert cache.opposition_seq == 2
         assert cache.sync_oppositions(c) == (1, 3)
         who = insured_id(fam(210).insured)
@@ -91,10 +95,10 @@ def test_the_opposition_list_is_read_from_where_the_cache_left_it(tmp_path: Path
         cache.close()
 
 
-def test_one_round_by_hand_reports_to_metrics(tmp_path: Path) -> None:
+def test_one_round_by_hand_reports_to_metrics(backend: Backend, tmp_path: Path) -> None:  # noqa: F811
     """RightsSync's rounds without its thread: what the metrics say after each."""
     with RightsService(now=lambda: NOW) as svc:
-        families, cache = _cached(tmp_path, svc)
+        families, cache = _cached(backend, tmp_path, svc)
         svc.oppose(b"phone-1", NOW)
         metrics = Metrics(dict)
         sync = RightsSync(cache, client(svc.url, threshold=1, cool_down=60), metrics=metrics,
@@ -122,12 +126,12 @@ def test_one_round_by_hand_reports_to_metrics(tmp_path: Path) -> None:
             assert f.insured.nir not in text
 
 
-def test_one_unusable_answer_does_not_stop_the_refresh(tmp_path: Path) -> None:
+def test_one_unusable_answer_does_not_stop_the_refresh(backend: Backend, tmp_path: Path) -> None:  # noqa: F811
     """The service answers about another person for the oldest family: the batch is refused
     whole by the client, its families are asked one by one, the bad answer is skipped (nothing
     of it stored) and every other family is refreshed."""
     with RightsService(now=lambda: NOW) as svc:
-        families, cache = _cached(tmp_path, svc)
+        families, cache = _cached(backend, tmp_path, svc)
         oldest, other = families[0], families[1]
         svc.families[oldest.insured.nir] = (other, None)  # a mix-up at the insurer
         report = cache.sync(older_than=DAY, oppositions=False)
