@@ -1,6 +1,7 @@
 """The rights cache on disk: no plaintext personal data in the files, the key file, schema
 migrations, corruption (truncated, flipped bytes, swapped rows, wrong key) detected and
-rebuilt, a full disk that loses nothing committed, erasure that leaves no bytes behind."""
+rebuilt, a full disk that loses nothing committed (also on PostgreSQL's side), erasure that
+leaves no bytes behind. (A damaged row on both backends: test_rights_damage_backends.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import os
 import sqlite3
 
 import pytest
+from pg_fixtures import pg_server  # noqa: F401 (fixture)
+from pg_full_disk import small_tablespace
 from rights_fixtures import NOW, fam, file_bytes, members, open_cache, secrets_of, twins_family
 
 from comptoir.rights import (
@@ -250,11 +253,23 @@ def test_not_a_database_is_rebuilt(tmp_path):
 # -- full disk -----------------------------------------------------------------------------------
 
 
-def test_full_disk_is_an_error_that_loses_nothing_committed(tmp_path):
-    # A tiny filesystem, simulated with SQLite's page limit (max_page_count): the same
-    # SQLITE_FULL error path as ENOSPC, without needing root to mount a small tmpfs.
+@pytest.fixture(params=["sqlite", "postgresql"])
+def small_cache(request, tmp_path):
+    """Opens (and opens again) a cache with room for a few families only: this PC's file, or
+    the database the counters share (issue 17)."""
+    if request.param == "sqlite":
+        # A tiny filesystem, simulated with SQLite's page limit (max_page_count): the same
+        # SQLITE_FULL error path as ENOSPC, without needing root to mount a small tmpfs.
+        yield lambda **kw: open_cache(tmp_path, **{"max_pages": 24, **kw})
+        return
+    # The server's own disk full, for real: the tables on a small tmpfs (pg_full_disk.py).
+    with small_tablespace(request.getfixturevalue("pg_server"), "256k") as (url, _):
+        yield lambda **kw: open_cache(tmp_path, url=url, **kw)
+
+
+def test_full_disk_is_an_error_that_loses_nothing_committed(small_cache):
     families = [fam(s, beneficiaries=3) for s in range(100, 400)]
-    cache = open_cache(tmp_path, max_pages=24)
+    cache = small_cache()
     stored = []
     with pytest.raises(CacheFull):
         for f in families:
@@ -264,7 +279,7 @@ def test_full_disk_is_an_error_that_loses_nothing_committed(tmp_path):
     assert 5 < len(stored) < len(families)
     assert cache.rights_for(members(stored[0])[0]).status is Status.FRESH  # still readable
     cache.close()
-    cache = open_cache(tmp_path, integrity="full", verify_rows="all")
+    cache = small_cache(integrity="full", verify_rows="all")
     assert cache.rebuilds == []
     assert assert_never_wrong(cache, stored) == all_people(stored)
     # The snapshot that did not fit is all absent, not half written.

@@ -144,7 +144,7 @@ class RightsStore:
             try:
                 with write_transaction(db, self._dialect):
                     result = fn(db)
-            except sqlite3.OperationalError as exc:
+            except Exception as exc:  # SQLite's or the server's (write_failed knows both)
                 if write_failed(exc):
                     raise CacheFull("rights cache: disk full, update not stored") from None
                 raise
