@@ -132,3 +132,39 @@ def test_the_daemon_opens_its_stores_on_storage_url_and_they_outlive_a_server_re
     assert invoice == 2  # numbering goes on without a gap
     store.close()
     biller.close()
+
+
+def test_opening_on_a_full_server_disk_is_no_room_and_can_be_done_again(
+        pg_server: PgServer, tmp_path: Path) -> None:  # noqa: F811
+    """The server's disk full (the store's tables on a small tmpfs: ENOSPC, for real): a
+    presentation opens no transaction, NoRoom (the API's 507) saying so, nothing half
+    written; a choice is made whole or not at all; with room again both go through."""
+    from billing_fixtures import adult_family
+    from pg_full_disk import small_tablespace
+
+    from comptoir.transactions import NoRoom
+
+    with small_tablespace(pg_server, "320k") as (url, make_room):
+        biller = JournalBiller(tmp_path / "billing.db")  # this PC's disk has room
+        store = open_store(url, KEY, biller)
+        opened: list[str] = []
+        with pytest.raises(NoRoom) as refused:
+            for seed in range(3000):
+                opened.append(store.create(presentation(adult_family(seed), 1)).id)
+        assert "no transaction opened" in str(refused.value) and len(opened) > 3
+        assert sorted(store.ids()) == sorted(opened)  # nothing of the refused one
+        last = opened[-1]
+        try:  # an update may fit in its page, or not: whole either way
+            chosen = store.choose(last, 1).state
+        except NoRoom:
+            chosen = store.get(last).state
+            assert chosen is State.AWAITING_BENEFICIARY and store.get(last).chosen is None
+        make_room()
+        if chosen is State.AWAITING_BENEFICIARY:
+            store.choose(last, 1)
+        done = store.dispense(last, request(1))
+        assert done.state is State.DISPENSED and done.sheet is not None
+        again = store.create(presentation(adult_family(9999), 1))
+        assert again.state is State.AWAITING_BENEFICIARY
+        store.close()
+        biller.close()

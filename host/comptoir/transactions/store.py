@@ -32,7 +32,6 @@ from comptoir.storage import (
     Connection,
     Dialect,
     Sealer,
-    Unreachable,
     load_or_create_key,
     migrate,
     open_sqlite,
@@ -149,7 +148,7 @@ class TransactionStore(ExpiryAndRecovery):
                     "VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (tx_id, state, now, now, v.presentation_id.hex(), board_id, port,
                      channel or str(v.channel), len(people), 0 if single else None, sealed))
-            except (sqlite3.Error, Unreachable) as e:
+            except Exception as e:  # SQLite's, the server's, or it unreachable
                 if self.rights is not None:
                     self.rights.forget(tx_id)
                 if write_failed(e):
@@ -199,7 +198,7 @@ class TransactionStore(ExpiryAndRecovery):
                 cur = self.db.execute(
                     "UPDATE tx SET state=?, chosen=?, updated_at=? WHERE id=? AND state=?",
                     (State.READY, person, self.clock(), tx_id, State.AWAITING_BENEFICIARY))
-            except sqlite3.Error as e:
+            except Exception as e:  # SQLite's or the server's (write_failed knows both)
                 if write_failed(e):  # nothing was chosen: the same request can be sent again
                     raise NoRoom(f"the transactions database could not record the choice ({e})"
                                  ": free space, then choose again") from e
@@ -223,7 +222,7 @@ class TransactionStore(ExpiryAndRecovery):
             try:
                 self.db.execute("UPDATE tx SET state=?, updated_at=? WHERE id=?",
                                 (State.CANCELLED, self.clock(), tx_id))
-            except sqlite3.Error as e:
+            except Exception as e:  # SQLite's or the server's (write_failed knows both)
                 if write_failed(e):
                     raise NoRoom(f"transactions database: not cancelled ({e})") from e
                 raise
@@ -281,7 +280,7 @@ class TransactionStore(ExpiryAndRecovery):
                     (State.DISPENSED, sheet.invoice_no, sheet.finess, self.clock(),
                      *((None,) * 4 if basis is None else
                        (basis.status, basis.reason, basis.source, basis.as_of)), tx_id))
-            except sqlite3.Error as e:
+            except Exception as e:  # SQLite's or the server's (write_failed knows both)
                 # The journal (the truth for billing) has the sheet, this database cannot say
                 # so yet: the transaction stays ready, and the same request, sent again,
                 # gets the same sheet back from the journal (a retry) and finishes it.
@@ -318,7 +317,9 @@ class TransactionStore(ExpiryAndRecovery):
                         self._finish_from_journal(tx_id, sheet_found, self.clock())
                         row = self._row(tx_id)
                         recovered = True
-                    except sqlite3.Error as e:  # a full disk still: shown from the journal
+                    except Exception as e:  # a full disk still: shown from the journal
+                        if not (isinstance(e, sqlite3.Error) or write_failed(e)):
+                            raise
                         log.warning("billed transaction not marked dispensed yet",
                                     extra={"transaction": tx_id, "why": str(e)})
                         row = {**row, "state": State.DISPENSED,
