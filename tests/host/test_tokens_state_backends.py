@@ -340,3 +340,34 @@ def test_three_counters_interleaved_with_a_server_restart_accept_each_qr_once_fo
     assert len(accepted) >= shown - len(errored)  # every QR untouched by the restart: once
     print(f"{shown} QR codes, {2 * shown} presentations: {len(accepted)} accepted once, "
           f"{len(errored)} met the restart ({len(errored - set(accepted))} never accepted)")
+
+
+def test_a_full_server_disk_refuses_and_loses_nothing(pg_server):  # noqa: F811
+    """The server's disk full (the state's tables on a small tmpfs: ENOSPC, for real; the
+    journal's counterpart is test_tokens_state's EFBIG test): the presentation is refused with
+    the `error` verdict's reason, never accepted; nothing half recorded; once there is room
+    it is accepted, once, and every presentation accepted before is still refused as a
+    replay."""
+    from pg_full_disk import small_tablespace
+
+    from comptoir.tokens.reasons import TokenError
+
+    with small_tablespace(pg_server, "256k") as (url, make_room):
+        pool = open_pool(url)
+        state = PgVerifierState(pool, pepper=PEPPER)
+
+        def present(i: int) -> Reason | None:
+            cred = i.to_bytes(8, "big")
+            return commit(state, cred=cred, replay=(replay_key(cred, b"P" * 8), NOW + 100))
+
+        accepted = []
+        with pytest.raises(TokenError) as refused:
+            for i in range(20_000):
+                assert present(i) is None
+                accepted.append(i)
+        assert refused.value.reason is Reason.STATE_UNAVAILABLE and len(accepted) > 10
+        make_room()
+        assert present(len(accepted)) is None  # the refused one: accepted once, now
+        for i in [*accepted, len(accepted)]:
+            assert present(i) is Reason.REPLAYED
+        pool.close()
