@@ -3,9 +3,10 @@
 `initdb` and `pg_ctl` from Debian's `postgresql` package (`make sysdeps` installs it), a data
 directory in a temporary folder, its unix socket in that folder (no TCP), a free port number,
 fsync off (what runs on it does not survive a power cut; the server's crash safety is
-PostgreSQL's own). As root, initdb refuses to run: the server then runs as `nobody`, the
-folder given to it. `tests/host/pg_fixtures.py` starts one per pytest worker; `comptoir twin
---counters N` is to start one when no URL is given.
+PostgreSQL's own) unless `durable` (the benchmark: fsync, full page writes and synchronous
+commits on, PostgreSQL's defaults). As root, initdb refuses to run: the server then runs as
+`nobody`, the folder given to it. `tests/host/pg_fixtures.py` starts one per pytest worker;
+`comptoir twin --counters N` is to start one when no URL is given.
 
     with local_server() as server:
         url = server.url(server.new_database())
@@ -28,6 +29,8 @@ from pathlib import Path
 
 SUPERUSER = "comptoir"
 RUN_AS = "nobody"  # when run as root
+SETTINGS_FAST = "-F -c synchronous_commit=off -c full_page_writes=off"
+SETTINGS_DURABLE = "-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
 
 
 class PostgresMissing(RuntimeError):
@@ -70,6 +73,7 @@ class PgServer:
     port: int
     _pg_ctl: str
     _as_user: tuple[str, ...]
+    durable: bool = False
     _count: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -84,8 +88,8 @@ class PgServer:
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.folder} -c listen_addresses='' -F "
-                   "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+        options = f"-p {self.port} -k {self.folder} -c listen_addresses='' "
+        options += (SETTINGS_DURABLE if self.durable else SETTINGS_FAST) + " -c max_connections=200"
         self._ctl("-l", str(self.folder / "server.log"), "-o", options, "start")
 
     def stop(self, mode: str = "fast") -> None:
@@ -100,8 +104,9 @@ class PgServer:
         return name
 
 
-def start_server() -> PgServer:
-    """initdb in a new temporary folder, then start the server there."""
+def start_server(*, durable: bool = False) -> PgServer:
+    """initdb in a new temporary folder, then start the server there (`durable`: fsync and
+    synchronous commits on, for honest benchmark figures)."""
     initdb, pg_ctl = binary("initdb"), binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         raise PostgresMissing("PostgreSQL's initdb and pg_ctl are missing: run `make sysdeps` "
@@ -126,7 +131,7 @@ def start_server() -> PgServer:
                         "--no-instructions"],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                        timeout=120)
-        server = PgServer(folder, free_port(), pg_ctl, as_user)
+        server = PgServer(folder, free_port(), pg_ctl, as_user, durable)
         server.start()
     except subprocess.CalledProcessError as e:
         shutil.rmtree(folder, ignore_errors=True)
@@ -148,8 +153,8 @@ def remove_server(server: PgServer) -> None:
 
 
 @contextlib.contextmanager
-def local_server() -> Iterator[PgServer]:
-    server = start_server()
+def local_server(*, durable: bool = False) -> Iterator[PgServer]:
+    server = start_server(durable=durable)
     try:
         yield server
     finally:

@@ -354,14 +354,20 @@ class Journal:
         hold (all three are ASCII): no decoding on the way out, no encoding on the way in.
         A sealed blob that does not open raises IntegrityError naming the lot and invoice;
         with `bad` a list, its invoice number is appended there and the row left out."""
-        rows = self.db.execute(LOT_ROWS, (finess, seq)).fetchall()
-        return self._open_rows(finess, rows, f"lot {finess}/{seq}", bad)
+        return self._open_rows(finess, self._fetch(LOT_ROWS, (finess, seq)),
+                               f"lot {finess}/{seq}", bad)
 
     def open_rows(self, finess: str, bad: list[int] | None = None
                   ) -> list[tuple[bytes, bytes, bytes]]:
         """The same for the pharmacy's open sheets (not in a lot yet)."""
-        rows = self.db.execute(OPEN_ROWS, (finess,)).fetchall()
-        return self._open_rows(finess, rows, f"pharmacy {finess}: open sheets", bad)
+        return self._open_rows(finess, self._fetch(OPEN_ROWS, (finess,)),
+                               f"pharmacy {finess}: open sheets", bad)
+
+    def _fetch(self, sql: str, args: tuple[object, ...]) -> list[Any]:
+        """Many sealed rows: on PostgreSQL in the binary format (`PgConnection.fetch_binary`),
+        the same rows as a plain fetch."""
+        fetch = getattr(self.db, "fetch_binary", None)
+        return fetch(sql, args) if fetch is not None else self.db.execute(sql, args).fetchall()
 
     def _open_rows(
         self,
