@@ -1,5 +1,6 @@
 """The offline rights cache at the counter: transactions opened by really verified presentations
-look up each person's rights in the real SQLite cache, refresh them from the real simulated
+look up each person's rights in the real cache (this PC's SQLite files, and the PostgreSQL
+database the counters share: the same tests, issue 17), refresh them from the real simulated
 rights service over HTTP (client, retries, circuit breaker), show them through the real local
 API and its event stream, and dispensing follows the policy (docs/rights-cache.md)."""
 
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 from api_fixtures import read_events
+from backend_fixtures import Backend, backend, pg_server  # noqa: F401 (fixtures)
 from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -32,11 +34,9 @@ from comptoir.opener import TransactionOpener
 from comptoir.rights import (
     CircuitBreaker,
     ClientPolicy,
-    RightsCache,
     RightsClient,
     StalenessPolicy,
 )
-from comptoir.transactions import JournalBiller, TransactionStore
 from comptoir.transactions.rights_desk import RightsDesk, who_of
 from comptoir_tools.identities import Family
 from comptoir_tools.rights_service import RightsService
@@ -50,7 +50,8 @@ class Counter:
 
     def __init__(self, tmp: Path, *, service: bool = True, policy: StalenessPolicy | None = None,
                  cool_down: float = 30.0, service_clock: int | Any = NOW,
-                 clock: Any = lambda: NOW) -> None:
+                 clock: Any = lambda: NOW, at: Backend | None = None) -> None:
+        at = at or Backend("sqlite", None)
         self.tmp = tmp
         self.world = World(tmp / "world")
         self.svc = RightsService(now=service_clock if callable(service_clock) else
@@ -59,13 +60,12 @@ class Counter:
         self.client = RightsClient(self.svc.url, policy=FAST,
                                    breaker=CircuitBreaker(threshold=3, cool_down=cool_down)) \
             if service else None
-        self.cache = RightsCache.open(tmp / "rights.db", tmp / "rights.key",
-                                      policy=policy or StalenessPolicy(), client=self.client,
-                                      clock=clock)
+        self.cache = at.open_cache(tmp, policy=policy or StalenessPolicy(), client=self.client,
+                                   clock=clock)
         self.desk = RightsDesk(self.cache, dispense_wait=3.0)
-        self.biller = JournalBiller(tmp / "billing.db")
-        self.store = TransactionStore(tmp / "tx.db", tmp / "tx.key", self.biller,
-                                      rights=self.desk)
+        self.biller = at.biller(tmp / "billing.db")
+        self.store = at.transactions(tmp / "tx.db", tmp / "tx.key", self.biller,
+                                     rights=self.desk)
         self.metrics = Metrics(dict)
         self.feed = EventFeed(self.metrics)
         self.opener = TransactionOpener(self.store, self.feed, self.metrics)
@@ -124,8 +124,8 @@ class Counter:
 
 
 @pytest.fixture
-def counter(tmp_path: Path):
-    c = Counter(tmp_path)
+def counter(tmp_path: Path, backend: Backend):  # noqa: F811
+    c = Counter(tmp_path, at=backend)
     yield c
     c.close()
 
@@ -206,8 +206,9 @@ def test_stale_within_policy_while_the_service_is_down(counter: Counter) -> None
     assert body["care_sheet"]["rights"]["source"] == "credential"
 
 
-def test_an_older_service_answer_is_stale_but_usable(tmp_path: Path) -> None:
-    c = Counter(tmp_path, service_clock=NOW - 3 * DAY)
+def test_an_older_service_answer_is_stale_but_usable(
+        tmp_path: Path, backend: Backend) -> None:  # noqa: F811
+    c = Counter(tmp_path, service_clock=NOW - 3 * DAY, at=backend)
     try:
         fam = c.world.family(40, beneficiaries=0)
         c.svc.add_family(fam)
@@ -220,8 +221,9 @@ def test_an_older_service_answer_is_stale_but_usable(tmp_path: Path) -> None:
         c.close()
 
 
-def test_too_old_rights_allow_no_tiers_payant(tmp_path: Path) -> None:
-    c = Counter(tmp_path, service=False,
+def test_too_old_rights_allow_no_tiers_payant(
+        tmp_path: Path, backend: Backend) -> None:  # noqa: F811
+    c = Counter(tmp_path, service=False, at=backend,
                 policy=StalenessPolicy(fresh_for=DAY, credential_max_age=2 * DAY))
     try:
         fam = c.world.family(41, beneficiaries=0)
@@ -269,8 +271,9 @@ def test_a_family_unknown_to_the_service_has_its_rights_closed(counter: Counter)
     assert status == 409 and body["error"] == "rights_closed"
 
 
-def test_service_down_opens_the_breaker_and_the_cache_serves(tmp_path: Path) -> None:
-    c = Counter(tmp_path, cool_down=0.5)
+def test_service_down_opens_the_breaker_and_the_cache_serves(
+        tmp_path: Path, backend: Backend) -> None:  # noqa: F811
+    c = Counter(tmp_path, cool_down=0.5, at=backend)
     try:
         fams = [c.world.family(50 + i, beneficiaries=1) for i in range(4)]
         for f in fams:
@@ -417,14 +420,15 @@ def test_interleaved_transactions_each_show_and_bill_their_own_persons_rights(
 @given(ops=st.lists(st.tuples(st.sampled_from(["present", "close", "look"]), st.integers(0, 5),
                               st.integers(0, 3)), min_size=1, max_size=30))
 def test_any_interleaving_of_presentations_and_closures_keeps_rights_apart(
-        tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[str, int, int]]) -> None:
+        tmp_path_factory: pytest.TempPathFactory, backend: Backend,  # noqa: F811
+        ops: list[tuple[str, int, int]]) -> None:
     """Six families (one a same-day spouse and twins under one NIR); presentations (each asks
     the service) and the insurer closing single members' rights, in any order: every open
     transaction's person i shows what the insurer last said about that family's member i, and
     nothing about anyone else. The oracle is the test's own model, not the cache."""
     t = [NOW]
     c = Counter(tmp_path_factory.mktemp("interleave"), clock=lambda: t[0],
-                service_clock=lambda: t[0])
+                service_clock=lambda: t[0], at=backend)
     try:
         fams = [c.world.family(80 + i, beneficiaries=i % 4) for i in range(5)]
         fams.append(twins_family(98))
