@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from comptoir.billing.export import Exporter
 from comptoir.billing.journal import Journal
@@ -46,6 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     # recorded once per transaction, whatever the number of attempts).
     ap.add_argument("--stride", type=int, default=1)
     ap.add_argument("--offset", type=int, default=0)
+    # --resume (with --stride): start again a few before the first of this counter's
+    # dispensations not in the journal, rather than from the first. --pace: seconds slept after
+    # each, so that counters killed often still bill beside ones that are not.
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--pace", type=float, default=0.0)
     args = ap.parse_args(argv)
 
     synth = Synth(args.seed, pharmacies=args.pharmacies, families=16)
@@ -59,10 +65,15 @@ def main(argv: list[str] | None = None) -> int:
     with opened as journal:
         exporter = Exporter(journal, args.out, batch_lots=args.batch_lots)
         start = max(0, journal.count_sheets() - RESUBMIT) if args.stride == 1 else args.offset
+        if args.stride > 1 and args.resume:
+            start = _first_missing(journal, synth, args.offset, args.stride, args.count)
+            start = max(args.offset, start - RESUBMIT * args.stride)
         print("READY", flush=True)
         for i in range(start, args.count, args.stride):
             journal.record(synth.dispensation(i), now=START + 60 * i)
             print(i, flush=True)
+            if args.pace:
+                time.sleep(args.pace)
             if i % args.export_every == 0:
                 journal.close_due(now=START + 60 * i)
                 exporter.export()
@@ -71,6 +82,20 @@ def main(argv: list[str] | None = None) -> int:
         exporter.export()
     print("DONE", flush=True)
     return 0
+
+
+def _first_missing(journal: Journal, synth: Synth, offset: int, stride: int, count: int) -> int:
+    """This counter's first dispensation not in the journal (it records its own in order)."""
+    lo, hi = 0, len(range(offset, count, stride))
+    while lo < hi:
+        mid = (lo + hi) // 2
+        tx_id = synth.dispensation(offset + mid * stride).transaction.transaction_id
+        if journal.db.execute("SELECT 1 FROM sheet WHERE transaction_id=?",
+                              (tx_id,)).fetchone():
+            lo = mid + 1
+        else:
+            hi = mid
+    return offset + lo * stride
 
 
 if __name__ == "__main__":
