@@ -43,6 +43,8 @@ SAME_TESTS = [
     "test_removed_lot_breaks_the_chain",
     "test_rehashed_lot_still_breaks_the_chain",
     "test_edited_export_file_names_its_lot",
+    "test_cli_list_close_export_verify",
+    "test_logs_never_hold_a_full_nir",
 ]
 
 
@@ -78,6 +80,8 @@ def on_postgres(pg_server: PgServer, monkeypatch: pytest.MonkeyPatch  # noqa: F8
     dbs = _Databases(pg_server)
     monkeypatch.setattr(same, "Journal", dbs.journal)
     monkeypatch.setattr(same, "_tamper", dbs.tamper)
+    monkeypatch.setattr(same, "_cli_journal", lambda d: [
+        "--url", dbs.url(d / "j.db"), "--key", str(default_key_path(d / "j.db"))])
     yield dbs
     for j in dbs.opened:
         j.close()

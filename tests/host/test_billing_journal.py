@@ -284,30 +284,37 @@ def test_edited_export_file_names_its_lot(tmp_path: Path) -> None:
     assert problems == [f"lot {finess}/2: {finess}/lot-000002.b2 differs from what was exported"]
 
 
+def _cli_journal(tmp_path: Path) -> list[str]:
+    """How the command names the journal `filled` made (the PostgreSQL run of
+    test_billing_backends.py names its database)."""
+    return ["--db", str(tmp_path / "j.db")]
+
+
 def test_cli_list_close_export_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     j = filled(tmp_path, 25, 10)
     j.close()
-    db, out = str(tmp_path / "j.db"), str(tmp_path / "out")
-    assert billing_main(["--db", db, "list"]) == 0
+    out = str(tmp_path / "out")
+    where = _cli_journal(tmp_path)
+    assert billing_main([*where, "list"]) == 0
     listing = capsys.readouterr().out
     assert "open" in listing and listing.count(" no ") == 2  # two closed, not exported
-    assert billing_main(["--db", db, "close-lot"]) == 0
+    assert billing_main([*where, "close-lot"]) == 0
     assert "closed lot" in capsys.readouterr().out
-    assert billing_main(["--db", db, "verify", "--out", out, "--no-progress"]) == 0
+    assert billing_main([*where, "verify", "--out", out, "--no-progress"]) == 0
     assert "4 lots not exported yet" in capsys.readouterr().out  # not a failure
-    assert billing_main(["--db", db, "export", "--out", out, "--progress"]) == 0
+    assert billing_main([*where, "export", "--out", out, "--progress"]) == 0
     captured = capsys.readouterr()
     assert "exported 4 lots (25 sheets" in captured.out and "sheets/s" in captured.err
-    assert billing_main(["--db", db, "export", "--out", out]) == 0
+    assert billing_main([*where, "export", "--out", out]) == 0
     assert "exported 0 lots" in capsys.readouterr().out
-    assert billing_main(["--db", db, "verify", "--out", out, "--no-progress"]) == 0
+    assert billing_main([*where, "verify", "--out", out, "--no-progress"]) == 0
     assert capsys.readouterr().out.startswith("OK: 4 lots, 25 sheets, 12 files")
     victim = next((tmp_path / "out").rglob("lot-000001.json"))
     victim.write_text("{}")
-    assert billing_main(["--db", db, "verify", "--out", out, "--no-progress"]) == 1
+    assert billing_main([*where, "verify", "--out", out, "--no-progress"]) == 1
     assert "/1: " in capsys.readouterr().out
     assert billing_main(["--db", str(tmp_path / "none.db"), "list"]) == 2
-    assert billing_main(["--db", db, "frobnicate"]) == 2
+    assert billing_main([*where, "frobnicate"]) == 2
 
 
 def test_progress_bar_draws_rate() -> None:

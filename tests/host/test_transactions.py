@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import sqlite3
 from pathlib import Path
 
 import pytest
@@ -155,11 +154,11 @@ def test_restart_reopens_sealed_data_and_refuses_a_moved_blob(tmp_path: Path) ->
     s = TransactionStore(tmp_path / "tx.db", tmp_path / "tx.key")
     a = s.create(verified)
     b = s.create(verified)
+    raw = [bytes(r[0]) for r in s.db.execute("SELECT sealed FROM tx").fetchall()]
     s.close()
     assert (tmp_path / "tx.key").stat().st_mode & 0o777 == 0o600
-    raw = sqlite3.connect(tmp_path / "tx.db").execute("SELECT sealed FROM tx").fetchall()
-    assert all(verified.insured.family_name.encode() not in r[0] for r in raw)
-    assert all(verified.insured.nir.encode() not in r[0] for r in raw)
+    assert all(verified.insured.family_name.encode() not in r for r in raw)
+    assert all(verified.insured.nir.encode() not in r for r in raw)
     s = TransactionStore(tmp_path / "tx.db", tmp_path / "tx.key")
     again = s.get(a.id)
     assert [p.ref for p in again.people] == [p.ref for p in people_of(verified)]

@@ -26,6 +26,7 @@ SAME_TESTS = [
     "test_cancel_and_expiry",
     "test_expiry_never_cancels_a_billed_transaction",
     "test_interleavings_never_mix_transactions",
+    "test_restart_reopens_sealed_data_and_refuses_a_moved_blob",
 ]
 
 
