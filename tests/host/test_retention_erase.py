@@ -1,7 +1,12 @@
 """Retention erases (issue 15): once a finished transaction's personal data is purged, no
 file under the data directory holds it any more, the WAL included, while the store is open
 (the daemon running). The sealed blob is looked for too: with the key, a copy of it is the
-person."""
+person.
+
+On PostgreSQL (issue 17) the same test: no row of the shared database holds it any more, and
+nothing is on the PC. The server's own files are its administrator's: measured, copies of the
+purged sealed blobs stay in its WAL (pg_wal) after the purge, a CHECKPOINT and even a VACUUM
+FULL, until PostgreSQL recycles the segment (docs/operations.md section 8)."""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import dataclasses
 import datetime as dt
 from pathlib import Path
 
+from backend_fixtures import Backend, backend, pg_server  # noqa: F401 (fixtures)
 from billing_fixtures import CIP, DAY, FINESS, PHARMACIST, PRESCRIBER, adult_family
 
 from comptoir.billing import LineInput, TiersPayant
@@ -35,13 +41,32 @@ def _files(directory: Path) -> dict[str, bytes]:
             for p in directory.rglob("*") if p.is_file()}
 
 
-def test_purged_people_are_in_no_file_under_the_data_directory(tmp_path: Path) -> None:
+def _rows(url: str | None) -> dict[str, bytes]:
+    """Every value of every table of the database (PostgreSQL), by table."""
+    if url is None:
+        return {}
+    import psycopg
+
+    out: dict[str, bytes] = {}
+    with psycopg.connect(url) as db:
+        tables = [r[0] for r in db.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_tables "
+            "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")]
+        for table in tables:
+            out[f"table {table}"] = b"".join(
+                bytes(v) if isinstance(v, bytes | memoryview) else str(v).encode()
+                for row in db.execute(f"SELECT * FROM {table}") for v in row)
+    return out
+
+
+def test_purged_people_are_in_no_file_under_the_data_directory(
+        tmp_path: Path, backend: Backend) -> None:  # noqa: F811
     data = tmp_path / "data"
     data.mkdir()
     now = [1_790_000_000.0]
-    biller = JournalBiller(data / "billing.db", key=tmp_path / "billing.key")
-    store = TransactionStore(data / "transactions.db", KEY, biller, clock=lambda: now[0],
-                             retention_s=RETENTION)
+    biller = backend.biller(data / "billing.db", key=tmp_path / "billing.key")
+    store = backend.transactions(data / "transactions.db", KEY, biller, clock=lambda: now[0],
+                                 retention_s=RETENTION)
     try:
         purged, kept = [], []
         for n in range(12):
@@ -61,7 +86,8 @@ def test_purged_people_are_in_no_file_under_the_data_directory(tmp_path: Path) -
             lines=(LineInput(CIP, 1, 1000, 1000, 65),), tiers_payant=TiersPayant(amo=True)))
         kept.append(tx.id)
         assert store.purge() == (0, 12)
-        files = _files(data)
+        files = _files(data) | _rows(backend.url(data / "transactions.db"))
+        assert backend.name == "sqlite" or not _files(data)  # nothing on this PC
         # Generated names repeat across families: the kept (billed) family's are not looked for.
         kept_names = set(_needles(fam, b""))
         found = [(name, fam_.insured.nir[:3] + "...")
