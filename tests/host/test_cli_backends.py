@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from billing_fixtures import SYNTH
 from pg_fixtures import PgServer, pg_server, pg_url  # noqa: F401 (fixtures)
-from rights_fixtures import fam, members
+from rights_fixtures import NOW, fam, members, running_service
 from test_rights_store import FAMILIES, all_people, fill
 
 from comptoir import config
@@ -102,6 +102,21 @@ def test_cache_status_counts_and_purge_on_the_shared_database(counter: Path,
     assert cache.counts()["persons"] == all_people() - len(members(victim))
     cache.close()
     assert not (tmp_path / "data").exists()
+
+
+def test_cache_sync_refreshes_the_shared_database(counter: Path) -> None:
+    with running_service(FAMILIES[:4]) as svc:
+        synced = comptoir("cache", "--config", str(counter), "sync", "--service", svc.url)
+    assert synced.returncode == 0, synced.stderr
+    report = json.loads(synced.stdout)
+    assert report["families"] == len(FAMILIES) and report["answered"] == len(FAMILIES)
+    assert report["failed"] == ""
+    cache = open_rights_cache(config.load(counter))  # what every counter now sees
+    for f in FAMILIES[:4]:
+        answer = cache.rights_for(members(f)[0], NOW)  # the service's answers are as of NOW
+        assert answer.status is Status.FRESH and answer.record is not None
+    assert cache.rights_for(members(FAMILIES[5])[0]).reason == "no_amo_rights"  # unknown now
+    cache.close()
 
 
 def test_without_storage_url_the_same_commands_use_this_pcs_files(tmp_path: Path) -> None:
