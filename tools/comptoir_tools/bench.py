@@ -433,6 +433,20 @@ SECTIONS: dict[str, Section] = {"link": section_link, "nfc": section_nfc, "qr": 
                                  "billing": section_billing}
 
 
+def _pg_section(name: str) -> Section:
+    def section() -> str:
+        from comptoir_tools import bench_pg
+
+        return bench_pg.SECTIONS[name]()
+
+    return section
+
+
+# PostgreSQL's figures beside SQLite's (issue 17): each section measures both in its run.
+SECTIONS.update({name: _pg_section(name)
+                 for name in ("tokens_pg", "rights_pg", "billing_pg", "counters_pg")})
+
+
 def _sections(text: str) -> dict[str, str]:
     """Markdown split at its "## " headings, in order: heading -> text ("" = preamble)."""
     out: dict[str, str] = {}
