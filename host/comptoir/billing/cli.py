@@ -13,6 +13,7 @@ import argparse
 import os
 import sqlite3
 import sys
+from pathlib import Path
 
 from comptoir import config
 from comptoir.storage import cli_options
@@ -94,7 +95,7 @@ def _cmd_verify(j: Journal, args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _open(where: cli_options.Where, key: str | os.PathLike[str], max_age: int) -> Journal:
+def _open(where: cli_options.Where, key: str | Path, max_age: int) -> Journal:
     if not where.shared:
         return Journal(where.db, key=key, create_key=False, lot_max_age=max_age)
     from .journal_pg import open_journal

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import sqlite3
 
-
 _SERVER_WRITE_FAILED = ("53100", "58030")
 
 
