@@ -13,6 +13,7 @@ import time
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pg_fixtures import pg_server  # noqa: F401 (fixture)
 from tokens_fixtures import BOARD, NOW, PEPPER, World
 
 from comptoir.tokens.challenges import CHALLENGE_BYTES, ChallengeRegistry
@@ -350,7 +351,7 @@ _WRITER = """
 import sys
 sys.path[:0] = {paths!r}
 from comptoir.tokens.replay import VerifierState, replay_key
-state = VerifierState({path!r}, pepper=b"p" * 32)
+{opening}
 start = int(sys.argv[1])
 for i in range(start, start + 100_000):
     cred = (i % 50).to_bytes(8, "big")  # 50 phones, each presenting again and again
@@ -361,20 +362,30 @@ for i in range(start, start + 100_000):
 """
 
 
-def test_sigkill_while_recording_loses_no_acknowledged_presentation(tmp_path):
+@pytest.mark.parametrize("backend", ["journal", "postgresql"])
+def test_sigkill_while_recording_loses_no_acknowledged_presentation(tmp_path, backend, request):
     """A daemon killed at random moments while it records presentations: everything it
-    answered "accepted" before dying is refused after the restart; nothing is lost."""
+    answered "accepted" before dying is refused after the restart; nothing is lost. On this
+    PC's journal, and on the PostgreSQL database the counters share (issue 17)."""
     import random
 
     path = tmp_path / "s.journal"
-    script = _WRITER.format(paths=sys.path, path=str(path), now=NOW)
+    if backend == "journal":
+        opening, startup = f"state = VerifierState({str(path)!r}, pepper=b'p' * 32)", 0.0
+    else:
+        server = request.getfixturevalue("pg_server")
+        url = server.url(server.new_database())
+        opening = ("from comptoir.tokens.replay_pg import open_shared_state\n"
+                   f"state = open_shared_state({url!r}, None, pepper=b'p' * 32)")
+        startup = 1.0  # psycopg imported, the pool opened, the tables made (the first run)
+    script = _WRITER.format(paths=sys.path, opening=opening, now=NOW)
     rng = random.Random(7)
     acknowledged: list[int] = []
     start = 0
     for _ in range(8):
         child = subprocess.Popen([sys.executable, "-c", script, str(start)],
                                  stdout=subprocess.PIPE, text=True)
-        time.sleep(rng.uniform(0.3, 0.8))
+        time.sleep(startup + rng.uniform(0.3, 0.8))
         child.kill()  # SIGKILL
         out = child.communicate()[0].split("\n")
         done = [line.split() for line in out if line.count(" ") == 1]
@@ -382,7 +393,12 @@ def test_sigkill_while_recording_loses_no_acknowledged_presentation(tmp_path):
         acknowledged += [int(i) for i, _ in done]
         start = (acknowledged[-1] if acknowledged else start) + 2  # one may be unacknowledged
     assert len(acknowledged) > 1000
-    state = VerifierState(path, pepper=b"p" * 32)
+    if backend == "journal":
+        state = VerifierState(path, pepper=b"p" * 32)
+    else:
+        from comptoir.tokens.replay_pg import open_shared_state
+
+        state = open_shared_state(url, None, pepper=b"p" * 32)
     assert state.skipped_records == 0
     newest = 1 + max(acknowledged) // 20_000  # the phone's generation rose along the way
     assert state.highest_generation("185057599012304") == newest
@@ -392,3 +408,4 @@ def test_sigkill_while_recording_loses_no_acknowledged_presentation(tmp_path):
                             counter=i, nir="185057599012304", generation=newest,
                             replay=(replay_key(cred, i.to_bytes(8, "big")), NOW + 10**6)) in (
             Reason.REPLAYED, Reason.COUNTER_NOT_INCREASING), i
+    state.close()
