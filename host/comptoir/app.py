@@ -98,10 +98,14 @@ def lots_every(cfg: Config) -> float:
     return min(LOTS_EVERY_S, max(0.5, cfg.billing.lot_max_age_s / 4))
 
 
-def start_app(cfg: Config, daemon: Any, trust: TrustRefresher | None = None) -> App:
+def start_app(cfg: Config, daemon: Any, trust: TrustRefresher | None = None,
+              presentations: Any = None) -> App:
     """`daemon`: a comptoir.daemon.Daemon (subscribe, status), not yet started or running.
     `trust`: the refresher of the verifier's trust material, run as a periodic task, its
-    alerts on the event stream, its list ages in the metrics and /v1/health."""
+    alerts on the event stream, its list ages in the metrics and /v1/health.
+    `presentations`: the daemon's comptoir.presentations.PresentationServices; its QR pipeline
+    and NFC service then open each verified presentation's transaction before its verdict is
+    sent (TransactionOpener.admit: `error` on the board when it could not be stored)."""
     for d in (cfg.paths.data_dir, cfg.paths.keys_dir):
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
     biller = open_biller(cfg)  # this PC's SQLite files, or PostgreSQL with storage.url
@@ -110,6 +114,9 @@ def start_app(cfg: Config, daemon: Any, trust: TrustRefresher | None = None) -> 
     metrics = Metrics(lambda: {p: s.state for p, s in list(daemon.status.items())})
     feed = EventFeed(metrics, EventIds(cfg.paths.data_dir / "event-ids"))
     opener = TransactionOpener(store, feed, metrics)
+    if presentations is not None:
+        presentations.qr.admit = opener.admit
+        presentations.nfc.admit = opener.admit
     for tx_id in store.recover_billed():  # a crash between the journal and this database
         log.warning("care sheet recovered from the billing journal at start",
                     extra={"transaction": tx_id})

@@ -124,7 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         refresher = TrustRefresher(verifier.trust, verifier.status, trust_dir,
                                    url=cfg.trust.url, check_every=cfg.trust.check_every_s,
                                    timeout=cfg.trust.fetch_timeout_s)
-        services = start_app(cfg, daemon, trust=refresher)
+        services = start_app(cfg, daemon, trust=refresher, presentations=pres)
     except (RightsError, StorageError, TokenFileError, ValueError, OSError) as e:
         pres.stop()
         print(f"comptoir: cannot start the services: {type(e).__name__}: {e}", file=sys.stderr)

@@ -25,7 +25,7 @@ from comptoir.objects import Reassembler, parse_chunk
 from comptoir.tokens.challenges import ChallengeRegistry
 from comptoir.tokens.model import Refused, Verified
 from comptoir.tokens.verify import Verifier
-from comptoir.verdicts import verdict_for, verdict_payload
+from comptoir.verdicts import Admit, verdict_for, verdict_payload
 from comptoir_link import frames as F
 
 log = logging.getLogger("comptoir.nfc")
@@ -67,6 +67,7 @@ class NfcService:
     ) -> None:
         self._send = send
         self._publish = publish
+        self.admit: Admit | None = None  # comptoir.opener.TransactionOpener.admit
         self.verifier = verifier
         self.challenges = challenges
         self.refresh_s = refresh_s
@@ -146,7 +147,10 @@ class NfcService:
                      extra={"port": ev.port, "object_id": chunk.object_id})
             return
         result = self.verifier.verify_nfc(data, ev.board_id)
-        verdict, reason, text = verdict_for(result)
+        # The transaction opened before the verdict (comptoir.opener.admit).
+        shown = result if self.admit is None else self.admit(ev.port, ev.board_id,
+                                                              chunk.object_id, "nfc", result)
+        verdict, reason, text = verdict_for(shown)
         with self._lock:
             self._answered[key] = (verdict, reason, text, now)
             while len(self._answered) > 256:

@@ -18,6 +18,9 @@ MAX_DISPLAY_TEXT = 64
 REASON_CODES: dict[Reason, int] = {r: i for i, r in enumerate(Reason, start=1)}
 
 SendVerdict = Callable[[str, int, int, int, str], None]  # port, object id, verdict, reason, text
+# Called with a verification's result before its verdict is sent (port, board id, object id,
+# channel, result); returns the result to show (comptoir.opener.TransactionOpener.admit).
+Admit = Callable[[str, str, int, str, Result], Result]
 
 
 def verdict_for(result: Result) -> tuple[int, int, str]:

@@ -82,8 +82,11 @@ class PtyBoard(threading.Thread):
         self.sent: dict[int, tuple[Phone, bytes | None, str]] = {}  # oid -> phone, cti, text
         self.verdicts: dict[int, tuple[int, int, str]] = {}  # oid -> verdict, reason, text
         self.verdict_times: dict[int, float] = {}
+        self.sent_times: dict[int, float] = {}
         self._next = 0
         self._halt = threading.Event()
+        # A board of another counter where each QR shown here is shown again (a screenshot).
+        self.mirror: PtyBoard | None = None
 
     def _write(self, data: Any) -> None:
         view = memoryview(bytes(data))
@@ -143,7 +146,10 @@ class PtyBoard(threading.Thread):
                     text = phone.present_qr()
                     cti = phone.ctis[-1]
                 self.sent[oid] = (phone, cti, text)
+                self.sent_times[oid] = time.monotonic()
                 self.link.send(F.QR_TEXT, oid.to_bytes(2, "little") + text.encode())
+                if cti is not None and self.mirror is not None:
+                    self.mirror.queue(phone, text)
 
     def stop(self) -> None:
         self._halt.set()

@@ -130,3 +130,44 @@ def test_an_unreachable_database_is_a_503_and_nothing_acknowledged_is_lost(
     assert status == 200 and view["state"] == "ready" and view["chosen"] == 1
     assert env.biller._call(lambda j: j.count_sheets()) == 1
     assert sorted(env.store.ids()) == sorted([ready, family])  # the third opened nothing
+
+
+def test_a_verified_presentation_is_shown_accepted_only_once_its_transaction_is_stored(
+        env: PgEnv, pg_server: PgServer) -> None:  # noqa: F811
+    """The opener's `admit` (called before the verdict is sent) opens the transaction: with the
+    server away, the board is shown `error`, not "accepted" with nothing behind it (the
+    multi-counter restart test found boards told accepted, no transaction opened)."""
+    from comptoir.tokens.model import Refused, Verified
+    from comptoir.tokens.reasons import Reason
+
+    def verified(seed: int) -> Verified:
+        wallet = env.world.wallet(env.world.family(seed, beneficiaries=0))
+        result = env.world.qr(wallet.present_qr(now=NOW))
+        assert isinstance(result, Verified)
+        return result
+
+    ok = verified(21)
+    assert env.opener.admit("/dev/comptoir-A", "a1b2", 0x8001, "qr", ok) is ok
+    (tx,) = env.store.ids()  # opened before the verdict
+    env.opener.on_event(Presentation("/dev/comptoir-A", "a1b2", 0x8001, "qr", ok, 0.0))
+    assert env.store.ids() == [tx]  # its event opens no second one
+    recent = [data for _, kind, data in env.feed._recent if kind == "presentation"]
+    assert recent[-1]["verdict"] == "accepted" and recent[-1]["transaction"] == tx
+    away = verified(22)
+    pg_server.stop()
+    try:
+        shown = env.opener.admit("/dev/comptoir-A", "a1b2", 0x8002, "qr", away)
+        assert isinstance(shown, Refused) and shown.reason is Reason.STATE_UNAVAILABLE
+        env.opener.on_event(Presentation("/dev/comptoir-A", "a1b2", 0x8002, "qr", away, 0.0))
+    finally:
+        pg_server.start()
+    recent = [data for _, kind, data in env.feed._recent if kind == "presentation"]
+    assert recent[-1]["verdict"] == "error" and recent[-1]["reason"] == "storage_unavailable"
+    for _ in range(2):  # the first statement may find its connection lost
+        try:
+            assert env.store.ids() == [tx]
+            break
+        except Exception:
+            time.sleep(0.2)
+    else:
+        raise AssertionError("the store did not come back")

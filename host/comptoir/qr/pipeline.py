@@ -22,7 +22,7 @@ from typing import Any
 from comptoir.events import BoardDown, Message, PortLost
 from comptoir.objects import DEFAULT_MAX_OBJECT, Reassembler, parse_chunk
 from comptoir.tokens.model import Result
-from comptoir.verdicts import SendVerdict, verdict_for
+from comptoir.verdicts import Admit, SendVerdict, verdict_for
 from comptoir_link import frames as F
 
 from .decode import DecodeError, decode_frame
@@ -55,6 +55,7 @@ class QrPipeline:
         self.verifier = verifier
         self.send_verdict = send_verdict
         self.on_result = on_result
+        self.admit: Admit | None = None
         self.hold = hold
         self.max_seen = max_seen_per_board
         self.clock = clock
@@ -129,11 +130,15 @@ class QrPipeline:
                 self._count("repeats")
                 return None
         result = self.verifier.verify_qr(text)
-        verdict, reason, display = verdict_for(result)
+        # The transaction opened before the verdict (comptoir.opener.admit): the board is told
+        # `error` when it could not be, not "accepted".
+        shown = result if self.admit is None else self.admit(port, board_id, object_id, "qr",
+                                                              result)
+        verdict, reason, display = verdict_for(shown)
         seen.append(Seen(text, now, now, verdict))
         self._seen[key] = seen[-self.max_seen:]
         self._count("verified")
-        self._count("accepted" if result.ok else "refused")
+        self._count("accepted" if shown.ok else "refused")
         if self.on_result is not None:
             self.on_result(port, board_id, object_id, result)
         self.send_verdict(port, object_id, verdict, reason, display)
