@@ -104,6 +104,28 @@ def test_cache_status_counts_and_purge_on_the_shared_database(counter: Path,
     assert not (tmp_path / "data").exists()
 
 
+def test_cache_status_check_removes_a_damaged_shared_row_and_says_so(
+        counter: Path, pg_url: str) -> None:  # noqa: F811
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("SET search_path TO comptoir_rights")
+        (lookup,) = db.execute("SELECT lookup FROM persons ORDER BY lookup LIMIT 1").fetchone()
+        db.execute("UPDATE persons SET row = overlay(row placing '\\x5a5a'::bytea from 20) "
+                   "WHERE lookup = %s", (lookup,))
+    status = comptoir("cache", "--config", str(counter), "status", "--check")
+    assert status.returncode == 1  # as for a rebuilt file
+    # The cache's own error records first (Python's last-resort log handler), then the line.
+    *logged, warning = status.stderr.splitlines()
+    assert logged == ["rights cache: a shared row is unusable, removing the damaged rows",
+                      "rights cache: damaged rows removed from the shared database"]
+    assert warning.startswith("warning: the rights cache was unusable (")
+    assert warning.endswith("1 damaged rows removed from the shared database")
+    assert f"persons       {all_people() - 1}" in status.stdout
+    again = comptoir("cache", "--config", str(counter), "status", "--check")
+    assert again.returncode == 0 and again.stderr == ""
+
+
 def test_cache_sync_refreshes_the_shared_database(counter: Path) -> None:
     with running_service(FAMILIES[:4]) as svc:
         synced = comptoir("cache", "--config", str(counter), "sync", "--service", svc.url)
