@@ -141,3 +141,28 @@ def test_a_round_that_failed_leaves_its_families_to_the_next_counter(
     for s in (one, two):
         s.cache.close()
         s.close()
+
+
+
+def test_a_damaged_row_met_while_claiming_leaves_no_family_claimed_for_nothing(
+        pg_url: str, tmp_path: Path, service: CountingService,  # noqa: F811
+        now: clock.ManualClock) -> None:
+    """The rows of one of the oldest families fail authentication while a round learns the
+    NIRs of the families it claimed: the damaged rows are removed (rebuild.repair) and the
+    round goes on with the oldest families left, not past the ones it had just claimed."""
+    import psycopg
+
+    (one,) = _counters(pg_url, tmp_path, service, now, n=1)
+    _fill(one.cache, service, now)
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute("SET search_path TO comptoir_rights")
+        (family,) = db.execute("SELECT family FROM persons ORDER BY family LIMIT 1").fetchone()
+        db.execute("UPDATE persons SET row = overlay(row placing '\\x5a5a'::bytea from 20) "
+                   "WHERE family = %s", (family,))
+    assert one.refresh()
+    assert len(one.cache.rebuilds) == 1 and one.cache.rebuilds[0].removed >= 1
+    assert one.last_report is not None
+    assert (one.last_report.families, one.last_report.answered) == (20, 20)
+    assert len(service.asked) == 20
+    one.cache.close()
+    one.close()

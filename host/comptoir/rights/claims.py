@@ -58,12 +58,20 @@ def claim_stale(store: RightsStore, cutoff: int, limit: int | None, now: int,
 
     if not candidates:
         return []
-    return store.nirs_of(store._write(claim))
+    claimed = store._write(claim)
+    try:
+        return store.nirs_of(claimed)
+    except BaseException:  # e.g. a damaged row (repaired, then claimed again): none held
+        _unclaim(store, claimed)
+        raise
 
 
 def release(store: RightsStore, cipher: RowCipher, nirs: Iterable[str]) -> None:
     """Give up the claims on these families (their round did not ask about them)."""
-    families = [(cipher.family(nir),) for nir in nirs]
+    _unclaim(store, [cipher.family(nir) for nir in nirs])
+
+
+def _unclaim(store: RightsStore, families: list[bytes]) -> None:
     if families:
         store._write(lambda db: db.executemany(
-            "DELETE FROM refresh_claims WHERE family = ?", families))
+            "DELETE FROM refresh_claims WHERE family = ?", [(f,) for f in families]))
