@@ -14,6 +14,7 @@ from a test PKI whose published trust material every counter loads.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import http.client
 import json
 import os
@@ -38,6 +39,7 @@ from comptoir_tools.identities import Family, family
 from comptoir_tools.pki import DAY, TestPki, publish
 from comptoir_tools.wallet import Wallet
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WINDOW = 8  # QR screens awaiting a verdict per board (as protocol_board.QrBoard)
 
 
@@ -298,7 +300,7 @@ url = "{self.url}"
             c.proc = subprocess.Popen(
                 [str(COMPTOIR), "run", "--config", str(path), "--trust-dir", str(self.trust),
                  "--log-level", "warning"],
-                stdout=subprocess.DEVNULL, stderr=err, text=True)
+                stdout=subprocess.DEVNULL, stderr=err, text=True, preexec_fn=_die_with_parent)
         deadline = time.monotonic() + timeout
         while True:
             assert c.proc.poll() is None, c.log.read_text()
@@ -336,6 +338,13 @@ url = "{self.url}"
                                 "storage": {"url": self.url}})
         biller = open_biller(cfg)
         return biller, open_transactions(cfg, biller, None)
+
+
+def _die_with_parent() -> None:
+    """In the daemon's process: killed when the test process ends, however it ends (a daemon
+    left over would open a later test's pseudo-terminal that gets its board's old name)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def wait_for(pred: Any, timeout: float, what: str) -> None:
