@@ -24,6 +24,15 @@ _STATUS_COUNTERS_2 = ("short_frames", "bad_version", "stale_session", "unknown_t
                       "bad_ack", "out_of_order", "no_session")
 _VERDICT_BACK = const(64)  # a VERDICT answers one of the last 64 objects of its id space
 _MAX_CONSECUTIVE_FAULTS = const(20)
+# The largest payload a board whose host link is the REPL's UART ("repl": true)
+# receives, announced in HELLO (finding 7). The REPL's stdin ring holds 259 bytes
+# (ports/esp32/mphalport.c stdin_ringbuf_array[260]) and the ISR drops what does
+# not fit while the loop is away (0.3-0.5 s in one PN532 exchange). What the host
+# may have in flight then: its window of 2 frames of 96 + 9 bytes (COBS +1, two
+# 0x00: 108 bytes each) and three 12-byte control frames (ACK, NAK, HEARTBEAT):
+# 252 bytes. The host's largest frame for a board is a VERDICT, 69 bytes.
+# docs/boards.md, docs/protocol.md §3.
+_REPL_RX_PAYLOAD = const(96)
 
 
 class Reader:
@@ -33,6 +42,7 @@ class Reader:
         spec = board.definition.get("uarts", {}).get("host", {})
         baud = spec.get("baud", 115200)
         max_payload = board.definition.get("link", {}).get("max_payload", F.DEFAULT_MAX_PAYLOAD)
+        rx_payload = _REPL_RX_PAYLOAD if spec.get("repl") else max_payload
         caps = F.CAP_LED
         if board.pn532_spec() is not None:
             caps |= F.CAP_NFC
@@ -73,8 +83,9 @@ class Reader:
                                       baud=baud, decoder=cam_layer.decoder())
         gc.collect()
         self.link = BoardLink(self.uart.write, baud=baud, max_payload=max_payload,
-                         hello_items=items, random_bytes=board.random_bytes,
-                         clock=board.ticks_ms, pair_key=board.pair_key)
+                              rx_payload=rx_payload, hello_items=items,
+                              random_bytes=board.random_bytes, clock=board.ticks_ms,
+                              pair_key=board.pair_key)
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up
         self.link.on_down = self._on_down

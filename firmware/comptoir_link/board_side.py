@@ -39,7 +39,7 @@ class BoardLink(Link):
         o = 0
         for tag in sorted(self._hello_items):
             o = F.tlv_put(tlv, o, tag, self._hello_items[tag])
-        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.max_payload))
+        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.rx_payload))
         o = F.tlv_put(tlv, o, F.T_VERSIONS, bytes((F.PROTOCOL_MIN, F.PROTOCOL_MAX)))
         o = F.tlv_put(tlv, o, F.T_NONCE, self.nonce)
         self._control(F.HELLO, memoryview(tlv)[:o])

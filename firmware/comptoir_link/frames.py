@@ -14,8 +14,8 @@ HEADER_LEN = const(5)
 CRC_LEN = const(4)
 OVERHEAD = const(9)
 
-# The largest payload any build accepts; each side announces its own limit in
-# HELLO / HELLO_ACK and the smaller one applies.
+# The largest payload any build accepts; each side announces the largest it
+# receives in HELLO / HELLO_ACK and the other side sends no more (per direction).
 MAX_PAYLOAD_LIMIT = const(8192)
 DEFAULT_MAX_PAYLOAD = const(4096)
 

@@ -79,7 +79,7 @@ class HostLink(Link):
     def _send_hello_ack(self):
         tlv = self._tlv
         o = F.tlv_put(tlv, 0, F.T_NONCE, self.nonce)
-        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.max_payload))
+        o = F.tlv_put(tlv, o, F.T_MAX_PAYLOAD, F.u16_bytes(self.rx_payload))
         o = F.tlv_put(tlv, o, F.T_HEARTBEAT_MS, F.u16_bytes(self.heartbeat_ms))
         o = F.tlv_put(tlv, o, F.T_VERSIONS, bytes((F.PROTOCOL_MIN, F.PROTOCOL_MAX)))
         if self.host_nonce:

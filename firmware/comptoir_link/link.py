@@ -9,6 +9,8 @@
 # knows how long the line takes to carry a frame, duplicate suppression by
 # sequence number, a session byte against stale frames, heartbeats, and link-loss
 # detection. docs/protocol.md describes every byte.
+from struct import pack_into
+
 from comptoir_link import frames as F
 from comptoir_link.cobs import Decoder, encode_into, max_encoded_len
 from comptoir_link.compat import const, crc32, ticks_add, ticks_diff, ticks_ms
@@ -60,6 +62,10 @@ _ERROR_COUNTERS = (C_CRC, C_MALFORMED, C_OVERSIZE, C_BAD_VERSION, C_SHORT, C_STA
                    C_UNKNOWN_TYPE, C_BAD_ACK)
 
 _CTRL_BODY = const(192)  # control frames (HELLO carries about 100 bytes of TLV)
+# CRC-32 of a body followed by its own CRC-32 (little-endian): the same for every
+# good frame, and a small int on a 32-bit port, where most CRC values are heap long
+# ints (review finding 13: the receive path checks a frame without building one).
+_CRC_RESIDUE = const(0x2144DF1C)
 
 
 def frame_time_ms(nbytes, baud):
@@ -89,14 +95,23 @@ class Link:
 
     def __init__(self, write, baud=115200, max_payload=F.DEFAULT_MAX_PAYLOAD,
                  window=2, heartbeat_ms=1000, rto_base_ms=100, max_retries=8,
-                 random_bytes=None, clock=None):
+                 random_bytes=None, clock=None, rx_payload=0):
+        # max_payload: the largest payload this side sends (its retransmission
+        # slots); rx_payload: the largest it receives, announced to the peer in
+        # HELLO / HELLO_ACK (0: max_payload). Each side sends at most what the
+        # other announced (docs/protocol.md §3): a board whose receive buffer is
+        # small (the ESP32's 260-byte REPL ring) still sends 4 kB frames.
+        if not rx_payload:
+            rx_payload = max_payload
         if window not in (1, 2, 4, 8):
             raise ValueError("window must be 1, 2, 4 or 8")
-        if not 16 <= max_payload <= F.MAX_PAYLOAD_LIMIT:
+        if not (16 <= max_payload <= F.MAX_PAYLOAD_LIMIT
+                and 16 <= rx_payload <= F.MAX_PAYLOAD_LIMIT):
             raise ValueError("max_payload out of range")
         self._write = write
         self.baud = baud
         self.max_payload = max_payload
+        self.rx_payload = rx_payload
         self.window = window
         self.heartbeat_ms = heartbeat_ms
         self.rto_base_ms = rto_base_ms
@@ -119,7 +134,12 @@ class Link:
         # COBS-encoded in place towards the slot's start: the encoder's output
         # never overtakes its input, so no separate body buffer is needed.
         self._body_at = self._wire_max - body
-        self._dec = Decoder(body)
+        # The receive buffer takes the largest sequenced frame announced and any
+        # control frame (a HELLO_REJECT's text, a HELLO's TLV).
+        rx_body = F.OVERHEAD + rx_payload
+        self._dec = Decoder(rx_body if rx_body > _CTRL_BODY else _CTRL_BODY)
+        # The full frame either way, for the timers (the peer may be sending one).
+        self._full_wire = max_encoded_len(rx_body if rx_body > body else body) + 2
         self._rx_mv = memoryview(self._dec.buf)
         self._slots = [bytearray(self._wire_max) for _ in range(window)]
         self._slot_len = [0] * window
@@ -145,7 +165,7 @@ class Link:
     def _set_timing(self):
         # The peer may be sending a full frame before it can acknowledge ours,
         # so the timer allows two frame times on top of the fixed base.
-        full = frame_time_ms(self._wire_max, self.baud)
+        full = frame_time_ms(self._full_wire, self.baud)
         self.rto_ms = self.rto_base_ms + 2 * full
         # At least 2 s: a short heartbeat must not turn a burst of line noise
         # (which delays every frame behind it) into a lost link.
@@ -256,11 +276,9 @@ class Link:
         if n:
             body[5 : 5 + n] = payload[:n] if len(payload) != n else payload
         end = 5 + n
-        c = crc32(body[:end]) & 0xFFFFFFFF
-        body[end] = c & 0xFF
-        body[end + 1] = (c >> 8) & 0xFF
-        body[end + 2] = (c >> 16) & 0xFF
-        body[end + 3] = (c >> 24) & 0xFF
+        # Written by struct, not by shifts: on a 32-bit port 3/4 of CRC values are
+        # long ints and every operation on one allocates (finding 13).
+        pack_into("<I", body, end, crc32(body[:end]))
         return end + 4
 
     def _encode(self, body_mv, blen, out):
@@ -334,8 +352,7 @@ class Link:
             self._count(C_SHORT, "%d-byte frame" % n)
             self._nak_owed = True
             return
-        got = buf[n - 4] | (buf[n - 3] << 8) | (buf[n - 2] << 16) | (buf[n - 1] << 24)
-        if crc32(self._rx_mv[: n - 4]) & 0xFFFFFFFF != got:
+        if crc32(self._rx_mv[:n]) != _CRC_RESIDUE:
             self._count(C_CRC, "CRC mismatch on a %d-byte frame" % n)
             self._nak_owed = True
             return
@@ -350,6 +367,13 @@ class Link:
             self._count(C_BAD_VERSION,
                         "protocol version %d, we speak %d" % (ver, F.PROTOCOL_VERSION))
             self._bad_version(ftype, sess, ver)
+            return
+        if ftype >= F.FIRST_SEQUENCED and n - F.OVERHEAD > self.rx_payload:
+            # Within the receive buffer (which also takes control frames) but over
+            # the limit this side announced: the peer broke the rule.
+            self._count(C_OVERSIZE, "%d-byte payload, limit %d"
+                        % (n - F.OVERHEAD, self.rx_payload))
+            self._nak_owed = True
             return
         if ftype < F.ACK or ftype == F.RESET:  # HELLO, HELLO_ACK, HELLO_REJECT, RESET
             self._on_session_control(ftype, sess, payload)

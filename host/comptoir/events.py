@@ -14,7 +14,7 @@ class BoardInfo:
     name: str
     firmware: str
     capabilities: tuple[str, ...]
-    max_payload: int
+    max_payload: int  # the largest payload the board receives (HELLO's MAX_PAYLOAD)
     free_heap: int | None = None
 
 

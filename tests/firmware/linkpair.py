@@ -15,13 +15,14 @@ class Clock:
 
 class Pair:
     def __init__(self, baud=115200, max_payload=1024, window=2, heartbeat_ms=100,
-                 board_payload=None, host_payload=None, seed=1):
+                 board_payload=None, host_payload=None, seed=1, board_rx=0):
         self.clock = Clock()
         self.to_host = []  # chunks written by the board, in flight
         self.to_board = []
         self._rnd = seed
         self.board = BoardLink(self.to_host.append, baud=baud,
                           max_payload=board_payload or max_payload, window=window,
+                          rx_payload=board_rx,
                           hello_items={F.T_BOARD_ID: b"\x01\x02\x03\x04",
                                        F.T_BOARD_NAME: b"test-board"},
                           random_bytes=self._random, clock=self.clock)

@@ -53,6 +53,52 @@ def test_large_payload_passes():
     assert p.host_got == [(F.LOG, bytes(blob))]
 
 
+def test_each_side_sends_at_most_what_the_other_receives():
+    # A board on the ESP32's REPL UART receives into a 260-byte ring: it announces
+    # a small receive limit and still sends 4 kB frames (docs/protocol.md §3).
+    p = Pair(max_payload=4096, board_rx=96)
+    p.connect()
+    assert p.host.peer[F.T_MAX_PAYLOAD] == F.u16_bytes(96)
+    assert p.board.peer[F.T_MAX_PAYLOAD] == F.u16_bytes(4096)
+    assert p.host.tx_limit == 96 and p.board.tx_limit == 4096
+    blob = bytes((i * 7 + 1) & 0xFF for i in range(4096))
+    assert p.board.send(F.LOG, blob)
+    assert p.host.send(F.VERDICT, bytes(96))
+    err = None
+    try:
+        p.host.send(F.VERDICT, bytes(97))
+    except ValueError as e:
+        err = e
+    assert err is not None
+    p.run(50)
+    assert p.host_got == [(F.LOG, blob)]
+    assert p.board_got == [(F.VERDICT, bytes(96))]
+    assert p.board.counter("oversized_frames") == 0
+
+
+def test_frame_over_the_announced_receive_limit_is_counted_and_skipped():
+    for size in (97, 150, 300):  # inside and beyond the board's 192-byte receive buffer
+        p = Pair(max_payload=512, board_rx=96)
+        p.connect()
+        p.host.tx_limit = 512  # a host that ignores what the board announced
+        assert p.host.send(F.VERDICT, bytes(size))
+        p.run(20)
+        assert p.board_got == [], size
+        assert p.board.counter("oversized_frames") >= 1, size
+
+
+def test_hello_reject_reaches_a_board_with_a_small_receive_limit():
+    # Control frames are not bound by the announced limit: a HELLO_REJECT's text
+    # (up to 100 bytes) must still reach a board that receives 96-byte payloads.
+    p = Pair(board_rx=96)
+    text = "board not paired: " + "x" * 90
+    p.host.accept_hello = lambda info: (F.REJECT_UNKNOWN_BOARD, text)
+    reasons = []
+    p.board.on_down = lambda why: reasons.append(why)
+    p.run(300)
+    assert p.board.state == REFUSED and text[:100] in reasons[0]
+
+
 def test_oversized_payload_refused_by_sender():
     p = Pair(max_payload=256)
     p.connect()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import os
+import threading
 import time
 import tty
 from pathlib import Path
@@ -48,7 +49,7 @@ class Dut:
 
     def __init__(self, fw: Path, tmp: Path, definition: dict[str, Any], *,
                  options: list[str] | None = None, pn532: bool = True,
-                 heartbeat_ms: int = 300) -> None:
+                 heartbeat_ms: int = 300, rto_base_ms: int = 100) -> None:
         self.definition = definition
         host = definition["uarts"]["host"]
         self.wire = WireModel(host["baud"], tmp / "dev", name="dut", seed=1).start()
@@ -70,7 +71,7 @@ class Dut:
         self.got: list[tuple[int, bytes]] = []
         self.rx = bytearray()
         self.link = HostLink(lambda b: os.write(self.fd, bytes(b)), heartbeat_ms=heartbeat_ms,
-                             baud=host["baud"])
+                             baud=host["baud"], rto_base_ms=rto_base_ms)
         self.link.on_message = lambda t, p: self.got.append((t, bytes(p)))
 
     def pump(self) -> None:
@@ -270,6 +271,55 @@ def test_pn532_on_i2c_reads_taps_with_either_i2c_driver(dut, new_driver) -> None
     d = dut(board, options=["--i2c-new-driver", new_driver])
     assert d.up(), d.console()
     assert _tap(d), d.console()
+
+
+# ---------------------------------------------------------------- finding 7
+class _SlowSigningPhone(Phone):
+    """Signs its presentation in `busy_s` (a slow keystore): the board's loop waits
+    inside that one PN532 exchange meanwhile, as in list_passive_target / exchange on
+    a board (0.3-0.5 s). Says when the PRESENT reached it."""
+
+    def __init__(self, busy_s: float) -> None:
+        super().__init__(lambda c: default_presentation(c, size=600), present_time_s=busy_s)
+        self.presenting = threading.Event()
+
+    def processing_time(self, apdu: bytes) -> float:
+        t = super().processing_time(apdu)
+        if t == self.present_time_s:
+            self.presenting.set()
+        return t
+
+
+@pytest.mark.parametrize("name", ["esp32-cam-ai-thinker", "devkitc-pn532-spi"])
+def test_host_burst_while_the_board_is_in_an_exchange_fits_the_repl_ring(dut, name) -> None:
+    """A board whose host link is the REPL UART receives into stdin_ringbuf, 260 bytes
+    (mphalport.c), and the ISR drops what does not fit (uart.c, py/ringbuf.h), while
+    the loop can be away 0.35 s in one exchange. Everything the link lets the host
+    have in flight then (a window of its largest frames, heartbeats) must fit: no
+    frame lost, nothing retransmitted. (The host's retransmission timer is set long
+    here: a loaded test machine must not stretch the busy time past it, which would
+    only add copies of frames the ring already holds.)"""
+    d = dut(_board(name), options=["--no-camera-module"], heartbeat_ms=1000,
+            rto_base_ms=5000)
+    assert d.up(), d.console()
+    assert d.sim is not None
+    assert d.until(lambda: d.link.send(F.CHALLENGE, b"\x01\x00" + bytes(range(16))))
+    assert d.until(d.link.idle)
+    phone = _SlowSigningPhone(0.35)
+    d.sim.place(phone)
+    assert d.until(phone.presenting.is_set, 15), d.console()
+    limit = d.link.tx_limit
+    for i in range(d.link.window):  # a type the board answers with ERROR 3, each once
+        assert d.link.send(0x7E, bytes([0x41 + i]) * limit)
+    # Both delivered: acknowledged, and (below) never sent twice. (The board answers
+    # them with ERROR 3 only when its own window has room: not counted.)
+    assert d.until(d.link.idle, 15), (d.link.counters, d.console())
+    d.sim.remove()
+    st = d.status()
+    print(f"{name}: host payload limit {limit}, board {st}")
+    assert st["crc_errors"] == 0 and st["malformed_frames"] == 0, st
+    assert st["oversized_frames"] == 0, st
+    assert d.link.counter("retransmits") == 0, d.link.counters
 
 
 # ---------------------------------------------------------------- finding 10

@@ -124,8 +124,8 @@ class Terminal:
         name = self.names.get(getattr(ev, "port", ""), "?")
         if isinstance(ev, BoardUp):
             b = ev.board
-            self.say(f"{name}: UP  id {b.board_id}  firmware {b.firmware}  "
-                     f"'{b.name}'  max frame {b.max_payload} B  caps {','.join(b.capabilities)}")
+            self.say(f"{name}: UP  id {b.board_id}  firmware {b.firmware}  '{b.name}'  "
+                     f"receives up to {b.max_payload} B  caps {','.join(b.capabilities)}")
         elif isinstance(ev, BoardDown):
             self.say(f"{name}: DOWN ({ev.reason})")
         elif isinstance(ev, PortLost):
