@@ -52,7 +52,7 @@ class TransactionOpener:
         self._order = threading.Lock()  # a presentation's event before its rights' event
         # Opened (or failed) by `admit`, awaiting their Presentation event: (port, object id,
         # presentation id) -> the transaction, or the error code.
-        self._admitted: dict[tuple[str, int, str], TransactionView | str] = {}
+        self._admitted: dict[tuple[str, int, bytes], TransactionView | str] = {}
         self._unannounced: dict[str, bool] = {}  # tx id -> its rights answered meanwhile
         if store is not None:
             # A care sheet found in the billing journal for a transaction this database still
