@@ -36,7 +36,7 @@ _REPL_RX_PAYLOAD = const(96)
 
 
 class Reader:
-    def __init__(self, board, camera_source=None):
+    def __init__(self, board):
         self.board = board
         self.uart = board.uart("host")
         spec = board.definition.get("uarts", {}).get("host", {})
@@ -47,10 +47,10 @@ class Reader:
         if board.pn532_spec() is not None:
             caps |= F.CAP_NFC
         cam = None
-        if _camera_wanted(board, camera_source):
+        if _camera_wanted(board):
             import cam as cam_layer
 
-            cam = cam_layer.open(board, camera_source)
+            cam = cam_layer.open(board)
             if cam is not None:
                 caps |= F.CAP_CAMERA
         for feature, bit in (("nfc", F.CAP_NFC), ("camera", F.CAP_CAMERA),
@@ -315,30 +315,19 @@ def _load(modules):
 _CAMERA_MODULES = ("cam", "frame_forwarder")
 
 
-def _camera_wanted(board, source):
+def _camera_wanted(board):
     d = board.definition
-    return source is not None or "camera" in d or "camera" in d.get("features", ())
-
-
-def _take_camera_option(argv):
-    # "--camera PATH" (the twin's simulated camera) is the camera layer's, not the
-    # board layer's; a board never has it.
-    if "--camera" not in argv:
-        return argv, None
-    import cam as cam_layer
-
-    return cam_layer.take_option(argv)
+    return "camera" in d or "camera" in d.get("features", ())
 
 
 def main(argv):
-    argv, camera_source = _take_camera_option(argv)
     b = board_layer.open(argv)
     gc.collect()
     if b.pn532_spec() is not None:
         _load(_NFC_MODULES)
-    if _camera_wanted(b, camera_source):
+    if _camera_wanted(b):
         _load(_CAMERA_MODULES)
-    reader = Reader(b, camera_source)
+    reader = Reader(b)
     # Everything the board definition configures is built now; the parsed JSON
     # (pins, buses, camera) would only hold heap for the rest of the day.
     b.definition = {"name": b.name}

@@ -3,8 +3,7 @@
 # not `camera`: the ESP32 C module is `camera`, and MicroPython resolves a
 # built-in module before any package on the filesystem.
 #
-#   argv, source = cam.take_option(argv)       # before board.open: "--camera PATH" (twin)
-#   c = cam.open(board, source)                # None when the board has no camera
+#   c = cam.open(board)                        # None when the board has no camera
 #   n = c.capture()        # > 0: a new frame of n bytes is held; 0: none yet
 #   c.kind, c.width, c.height                  # KIND_JPEG / KIND_GRAY, pixels
 #   k = c.read(offset, mv)                     # copy frame bytes at offset into mv
@@ -20,22 +19,6 @@ from comptoir_link.compat import const
 KIND_JPEG = const(2)  # = frames.OBJ_FRAME_JPEG
 KIND_GRAY = const(3)  # = frames.OBJ_FRAME_GRAY
 SIZES = {"QQVGA": (160, 120), "QVGA": (320, 240), "VGA": (640, 480)}
-
-
-def take_option(argv):
-    """Remove "--camera PATH" from argv (the board layer refuses options it does
-    not know); return (the other arguments, PATH or None)."""
-    rest = []
-    source = None
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--camera" and i + 1 < len(argv):
-            source = argv[i + 1]
-            i += 2
-            continue
-        rest.append(argv[i])
-        i += 1
-    return rest, source
 
 
 def settings(spec):
@@ -70,9 +53,9 @@ def spec_of(board):
     return spec
 
 
-def open(board, source=None):
-    """The board's camera, or None. (`source` was the twin's camera file: the
-    twin's camera is now behind the ESP32 port stand-in's `camera` module.)"""
+def open(board):
+    """The board's camera, or None. (The twin's camera is behind the ESP32 port
+    stand-in's `camera` module, fed by the simulated camera.)"""
     spec = spec_of(board)
     if spec is None:
         return None

@@ -349,9 +349,9 @@ class CameraSim:
 
 
 class FrameFile:
-    """Publishes frames for the firmware's unix camera backend (`--camera PATH`).
+    """Publishes frames for the ESP32 port stand-in's `camera` module (launch.py `--camera PATH`).
 
-    The file holds one frame: a 16-byte header then the data (firmware/camera/unix.py).
+    The file holds one frame: a 16-byte header then the data (esp32_port/port/camera.py).
     Each frame is written to a temporary file and renamed over PATH, so the board never
     reads half a frame; the sequence number tells it a new exposure was taken.
     """
