@@ -99,6 +99,22 @@ def test_hello_reject_reaches_a_board_with_a_small_receive_limit():
     assert p.board.state == REFUSED and text[:100] in reasons[0]
 
 
+def test_stale_ack_in_a_retransmitted_frame_is_not_an_error():
+    # A go-back-N retransmission is the frame as first built: its ack byte is the
+    # one of that moment. Meanwhile the peer's window moved on; that old ack is no
+    # damage (seen as bad_ack 2 on a board in the REPL-ring test, finding 7).
+    p = Pair(max_payload=256)
+    p.connect()
+    assert p.host.send(F.VERDICT, b"h")  # built with ack 0
+    p.to_board.clear()  # lost on the way
+    assert p.board.send(F.LOG, b"b1")
+    p.run(1000)  # the host acknowledges b1, then resends its frame (still ack 0)
+    assert p.host.counter("retransmits") >= 1
+    assert p.board_got == [(F.VERDICT, b"h")]
+    assert p.host_got == [(F.LOG, b"b1")]
+    assert p.board.counter("bad_ack") == 0
+
+
 def test_oversized_payload_refused_by_sender():
     p = Pair(max_payload=256)
     p.connect()
