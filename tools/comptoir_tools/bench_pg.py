@@ -91,6 +91,7 @@ def section_tokens() -> str:
             ("ratio (goal ≥ 0.85 on SQLite)", f"**{r['ratio_journal']}**",
              f"**{r['ratio_pg']}** ({r['ratio_pg_range']})"),
             ("µs per replay commit", r["us_replay_commit_journal"], r["us_replay_commit_pg"]),
+            ("µs per round trip to the server (SELECT 1)", "-", r["us_round_trip_pg"]),
         ])
         + f"\nraw ES256 verifications/s: {r['raw_es256_verify_per_s']}; PostgreSQL / journal: "
         f"{r['pg_over_journal']}; fsync floor {r['fsync_floor_us']} µs, i.e. at most "

@@ -11,9 +11,11 @@ the shared state (`replay_pg.PgVerifierState`: one transaction per presentation,
 synchronous), each between two raw ES256 measurements (ratio = verified / (raw / 2), as in
 the token section). The server runs outside this process (its work is on the other core).
 
-`fsync_floor_us` is one 8 kB write + fdatasync on the server's file system, measured in the
-same run: a synchronous COMMIT waits for one such flush of the write-ahead log, so a single
-verifying thread cannot exceed 1e6 / fsync_floor_us presentations per second on this disk.
+`us_round_trip_pg` is one `SELECT 1` on the same connection (a commit takes 5: BEGIN, three
+statements, COMMIT). `fsync_floor_us` is one 8 kB write + fdatasync on the server's file
+system, measured in the same run: a synchronous COMMIT waits for one such flush of the
+write-ahead log, so a single verifying thread cannot exceed 1e6 / fsync_floor_us
+presentations per second on this disk.
 """
 
 from __future__ import annotations
@@ -138,6 +140,12 @@ def _run(url: str, n: int, n_wallets: int, repeats: int,
                     ratios[kind].append(rate / ((before + after) / 2
                                                 / SIGNATURES_PER_PRESENTATION))
                     before = after
+            with pool.connection() as conn:  # what one round trip to the server costs now
+                trips = []
+                for _ in range(300):
+                    t = time.perf_counter()
+                    conn.execute("SELECT 1").fetchone()
+                    trips.append(time.perf_counter() - t)
             commit_us = {"journal": _commit_us(VerifierState(Path(tmp) / "c.journal",
                                                              pepper=PEPPER), now),
                          "pg": _commit_us(pg_state, now, count=300)}
@@ -155,6 +163,7 @@ def _run(url: str, n: int, n_wallets: int, repeats: int,
         "pg_over_journal": round(med(rates["pg"]) / med(rates["journal"]), 3),
         "us_replay_commit_journal": round(commit_us["journal"], 1),
         "us_replay_commit_pg": round(commit_us["pg"], 1),
+        "us_round_trip_pg": round(statistics.median(trips) * 1e6, 1),
         "fsync_floor_us": round(floor, 1),
         "pg_single_thread_ceiling_per_s": round(1e6 / floor),
         "presentations": n,
