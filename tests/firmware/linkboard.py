@@ -40,7 +40,8 @@ class FakeBoard:
         self.name = cfg["name"]
         self.board_id = bytes.fromhex(cfg["board_id"])
         self.definition = {"name": self.name,
-                           "uarts": {"host": {"baud": cfg["baud"]}},
+                           "uarts": {"host": {"baud": cfg["baud"],
+                                              "repl": cfg.get("repl", False)}},
                            "link": {"max_payload": cfg["max_payload"]}}
         self.pair_key = bytes.fromhex(cfg["pair_key"]) if cfg.get("pair_key") else None
         self._random = bytes.fromhex(cfg["random"])

@@ -46,10 +46,11 @@ def _random(label: str, n: int = 96) -> bytes:
 
 
 class LinkCase:
-    def __init__(self, name: str, description: str, *, pair_key: bytes | None = None) -> None:
+    def __init__(self, name: str, description: str, *, pair_key: bytes | None = None,
+                 repl: bool = False) -> None:
         self.name = name
         self.description = description
-        self.cfg = {
+        self.cfg: dict[str, Any] = {
             "name": "vector-board",
             "board_id": BOARD_ID.hex(),
             "baud": 115200,
@@ -57,6 +58,8 @@ class LinkCase:
             "pair_key": pair_key.hex() if pair_key else None,
             "random": _random(name).hex(),
         }
+        if repl:  # the host link is the REPL's UART: the board receives 96-byte payloads
+            self.cfg["repl"] = True
         self.board, self.reader = linkboard.start(self.cfg)
         self.steps: list[dict[str, Any]] = []
         self.session = 0
@@ -128,12 +131,12 @@ def types(bodies: list[bytes]) -> list[int]:
     return [b[1] for b in bodies]
 
 
-CASES: list[tuple[str, str, Callable[[LinkCase], None], bytes | None]] = []
+CASES: list[tuple[str, str, Callable[[LinkCase], None], bytes | None, bool]] = []
 
 
-def case(name: str, description: str, pair_key: bytes | None = None):
+def case(name: str, description: str, pair_key: bytes | None = None, repl: bool = False):
     def register(fn: Callable[[LinkCase], None]) -> Callable[[LinkCase], None]:
-        CASES.append((name, description, fn, pair_key))
+        CASES.append((name, description, fn, pair_key, repl))
         return fn
 
     return register
@@ -209,6 +212,21 @@ def _(c: LinkCase) -> None:
     assert c.step(4999) == []  # 5 s after the HELLO_REJECT arrived
     (again,) = c.step(1)
     assert again[1] == F.HELLO and again[2] != first[2]
+
+
+@case("repl-board-receive-limit", "A board whose host link is the REPL's UART (\"repl\": "
+      "true) announces MAX_PAYLOAD 96 in HELLO while it sends up to its own 1024: a 96-byte "
+      "frame is received (LOG to a board: ERROR 3), a 97-byte one is counted oversized and "
+      "answered NAK (protocol.md §3).", repl=True)
+def _(c: LinkCase) -> None:
+    c.up()
+    hello = bytes.fromhex(c.steps[0]["board_sends"][0]["payload"])
+    assert F.tlv_parse(hello)[F.T_MAX_PAYLOAD] == F.u16_bytes(96)
+    out = c.step(10, [c.frame(F.LOG, seq=0, payload=bytes([20]) + b"x" * 95)])
+    assert types(out) == [F.ERROR] and out[0][4] == 1, out  # ERROR 3, acknowledging seq 0
+    out = c.step(10, [c.frame(F.LOG, seq=1, ack=1, payload=bytes([20]) + b"y" * 96)])
+    assert types(out) == [F.NAK] and out[0][4] == 1, out
+    assert c.reader.link.counter("oversized_frames") == 1
 
 
 def _error3(bodies: list[bytes], seq: int, ack: int) -> None:
@@ -343,8 +361,8 @@ def _(c: LinkCase) -> None:
 
 def link_vectors() -> dict[str, dict[str, Any]]:
     out = {}
-    for name, description, build, key in CASES:
-        c = LinkCase(name, description, pair_key=key)
+    for name, description, build, key, repl in CASES:
+        c = LinkCase(name, description, pair_key=key, repl=repl)
         build(c)
         out[name] = c.document()
     return out
