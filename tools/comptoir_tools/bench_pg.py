@@ -95,7 +95,9 @@ def section_tokens() -> str:
         ])
         + f"\nraw ES256 verifications/s: {r['raw_es256_verify_per_s']}; PostgreSQL / journal: "
         f"{r['pg_over_journal']}; fsync floor {r['fsync_floor_us']} µs, i.e. at most "
-        f"{r['pg_single_thread_ceiling_per_s']} commits/s for one thread.\n"
+        f"{r['pg_single_thread_ceiling_per_s']} commits/s for one thread: PostgreSQL's "
+        "verified/s over that ceiling = "
+        f"**{r['verified_pg_per_s'] / r['pg_single_thread_ceiling_per_s']:.2f}**.\n"
     )
 
 
