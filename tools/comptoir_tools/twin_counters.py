@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
                              "billing": {"lot_max_age_s": 120},
                              "screen": {"port": 0, "finess": FINESS,
                                         "pharmacist_rpps": PHARMACIST}}, home)
-            services = start_app(cfg, tw.daemon)
+            services = start_app(cfg, tw.daemon, presentations=tw.presentations)
             apps.append(services)
             screen = start_screen(cfg, services, tw.daemon)
             if screen is not None:

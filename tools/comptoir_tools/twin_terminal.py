@@ -340,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                          "screen": {"port": 0, "finess": FINESS,
                                     "pharmacist_rpps": PHARMACIST}},
                         twin.workdir)
-        services = start_app(cfg, twin.daemon)
+        services = start_app(cfg, twin.daemon, presentations=twin.presentations)
         screen = start_screen(cfg, services, twin.daemon)
         if screen is not None:
             print(f"Counter screen (French, keyboard first): {screen.sign_in_link()}\n"
