@@ -94,6 +94,10 @@ class PN532:
         self.nacks_sent = 0
         self.resends = 0
         self.aborts = 0
+        self.stale = 0  # late answers of aborted commands skipped
+        # Set by an abort until the next ACK: an answer that comes before the next
+        # command's ACK may be the aborted command's own (same code), late.
+        self._aborted = False
         self.noise = 0  # bytes dropped before a start code
 
     # ---- frame level -------------------------------------------------------
@@ -177,6 +181,7 @@ class PN532:
         # A host ACK aborts the command the chip is running (UM0701-02 §6.2.1.3).
         self.transport.write(frame.ACK)
         self.aborts += 1
+        self._aborted = True
 
     def _call(self, nparams, timeout_ms):
         """Send body[0] (command) + body[1:1+nparams]; return the reply's data."""
@@ -200,6 +205,11 @@ class PN532:
             deadline = ticks_add(ticks_ms(), self.ack_timeout_ms)
             try:
                 kind = self._read_frame(deadline, 6)
+                while kind == frame.DATA_FRAME and self._aborted:
+                    # Before the ACK, just after an abort: the aborted command's late
+                    # answer (an exchange's has the same code as the next one's). Skip.
+                    self.stale += 1
+                    kind = self._read_frame(deadline, 6)
             except PN532Timeout:
                 err = PN532NoAck("no ACK to command 0x%02X" % cmd)
                 self._abort()
@@ -210,6 +220,7 @@ class PN532:
                 self._drain(2)
                 continue
             if kind == frame.ACK_FRAME:
+                self._aborted = False
                 return False
             if kind == frame.ERROR:
                 raise PN532SyntaxError("PN532 rejected command 0x%02X" % cmd)

@@ -266,6 +266,25 @@ def test_stale_input_is_drained_before_a_command():
     assert pn.firmware_version()[0] == 0x32
 
 
+def test_late_answer_of_an_aborted_exchange_is_not_the_next_ones():
+    # An exchange times out and is aborted (host ACK); the chip's answer to it was already
+    # on its way and lands after the next command's drain, before that command's ACK. It has
+    # the same code (D5 41): taken as the next exchange's answer it splices a page of one
+    # phone answer into another (seen as a malformed presentation in the replug test).
+    old_page = bytes(range(20)) + hexb("61 10")
+    new_page = bytes(range(100, 116)) + hexb("90 00")
+    u, pn = make([
+        (None, ACK),  # InDataExchange 1: ACK, then no answer in time
+        (ACK, b""),  # the driver's abort
+        (None, chip_frame(b"\x41\x00" + old_page) + ACK + chip_frame(b"\x41\x00" + new_page)),
+    ])
+    pn.target.tg = 1
+    out = bytearray(64)
+    raises(errors.PN532Timeout, pn.exchange, hexb("00 C0 00 00 14"), 5, out, 40)
+    n = pn.exchange(hexb("00 C0 00 00 10"), 5, out, 200)
+    assert bytes(out[:n]) == new_page, bytes(out[:n]).hex()
+
+
 def test_power_down_then_wakeup_before_next_command():
     u, pn = make([
         (host_frame("16 B0"), ACK + chip_frame("17 00")),
