@@ -29,9 +29,9 @@ from comptoir.billing import Exporter, verify
 from comptoir.billing.journal_pg import open_journal
 
 COUNTERS = 3
-COUNT = 4500  # dispensations, 1 500 per counter
+COUNT = 3000  # dispensations, 1 000 per counter
 KILLS = 100
-PACE = 0.008  # seconds between a counter's dispensations: it is still billing when killed
+PACE = 0.01  # seconds between a counter's dispensations: it is still billing when killed
 SEED = int(os.environ.get("COMPTOIR_COUNTERS_KILL_SEED", "1717"))
 
 
@@ -44,6 +44,7 @@ class CounterProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.lines = 0  # dispensations reported by the current life
         self.started = 0.0
+        self.last = -1  # the last dispensation it reported
         self.ready = False
         self.done = threading.Event()
         self.lives = 0
@@ -71,6 +72,7 @@ class CounterProcess:
                 self.ready = True
             elif line.isdigit():
                 self.lines += 1
+                self.last = int(line)
         assert proc.stderr is not None
         err = proc.stderr.read()
         rc = proc.wait()
@@ -121,20 +123,22 @@ def test_one_counter_killed_100_times_while_the_others_bill_loses_and_doubles_no
     while len(kills) < KILLS:
         tries += 1
         assert tries < 5 * KILLS, f"only {len(kills)} kills landed"
-        victim = rng.choice(counters)
-        if not victim.running:  # it finished its share: a new life exports again
-            victim.start()
-        if not victim.ready or rng.random() < 0.15:
+        fresh = [c for c in counters if c.running and not c.ready]
+        if fresh and rng.random() < 0.15:
             # While it starts: imports, opens the journal, finds where it was, re-submits.
+            victim = rng.choice(fresh)
             delay = rng.uniform(0.0, 0.6)
             moment = f"{delay:.3f} s after its start"
             time.sleep(max(0.0, victim.started + delay - time.monotonic()))
-        else:  # while billing: after its n-th next dispensation, and a little more
-            n, extra = rng.randint(0, 25), rng.uniform(0.0, PACE * 2)
-            moment = f"after {n} more dispensations + {extra * 1000:.1f} ms"
-            goal = victim.lines + n
-            _wait(lambda v=victim, g=goal: v.lines >= g or not v.running, 30)
-            time.sleep(extra)
+        else:  # while billing: at a random moment
+            # One of those billing now (not the one just started again), if any.
+            victim = rng.choice([c for c in counters if c.running and c.ready] or counters)
+            if not victim.running:  # it finished its share: a new life exports again
+                victim.start()
+            _wait(lambda v=victim: v.ready or not v.running, 30)
+            delay = rng.uniform(0.0, 0.2)
+            moment = f"{delay * 1000:.1f} ms later, while billing (dispensation {victim.last})"
+            time.sleep(delay)
         if victim.kill():
             kills.append(f"counter {victim.offset} {moment}")
             victim.start()
@@ -146,9 +150,12 @@ def test_one_counter_killed_100_times_while_the_others_bill_loses_and_doubles_no
         assert c.done.wait(120), f"counter {c.offset} never finished"
     assert not [e for c in counters for e in c.errors], [e for c in counters for e in c.errors]
     per_counter = collections.Counter(k.split()[1] for k in kills)
-    print(f"{len(kills)} kills in {campaign:.1f} s ({dict(per_counter)}); first ones: "
+    starting = sum("after its start" in k for k in kills)
+    print(f"{len(kills)} kills in {campaign:.1f} s ({dict(per_counter)}; {starting} while "
+          f"starting, {len(kills) - starting} while billing); first ones: "
           + "; ".join(kills[:5]))
     assert len(per_counter) == COUNTERS and min(per_counter.values()) >= KILLS // 6
+    assert 5 <= starting <= 30, starting  # most while billing, some while starting
 
     with open_journal(pg_url, key=key) as j:
         Exporter(j, out).export()  # what a last life left unexported, the next round does
