@@ -54,7 +54,7 @@ lint: setup
 
 # Firmware type-checks against the ESP32 stubs (what the board really offers).
 typecheck: setup
-	$(BIN)/python -m comptoir_tools.typecheck_firmware
+	$(BIN)/python -m comptoir_tools.firmware.typecheck
 
 bench: setup
 	$(BIN)/comptoir bench --output BENCHMARKS.md

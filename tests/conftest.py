@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from comptoir.logs import NIR_PATTERN, JsonLinesFormatter
-from comptoir_tools.hil import add_pytest_options
+from comptoir_tools.boards.hil import add_pytest_options
 
 ROOT = Path(__file__).resolve().parents[1]
 LOG_DIR = ROOT / "build" / "test-logs"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from comptoir_tools.firmware_build import FIRMWARE, SOURCE_ONLY, CompileError, compile_tree
+from comptoir_tools.firmware.build import FIRMWARE, SOURCE_ONLY, CompileError, compile_tree
 
 MPY_MAGIC = ord("M")
 

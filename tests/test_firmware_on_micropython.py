@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from comptoir_tools.firmware_build import compile_tree
+from comptoir_tools.firmware.build import compile_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 MICROPYTHON = Path(sys.executable).with_name("micropython")

@@ -1,6 +1,6 @@
 # The board layer: everything the application needs from the hardware, behind
 # one small interface. One backend: board/esp32.py, on an ESP32 and, in the
-# software twin, on the ESP32 port stand-in (tools/comptoir_tools/esp32_port).
+# software twin, on the ESP32 port stand-in (tools/comptoir_tools/simulators/esp32_port).
 #
 #   board = board.open(argv)        -> a Board
 #   board.name, board.board_id      -> str, bytes

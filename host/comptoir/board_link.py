@@ -32,6 +32,7 @@ from comptoir.events import (
     PortOpened,
 )
 from comptoir.pairing import PROOF_TIMEOUT_S, PairedBoards, PairingGate
+from comptoir.tasks import Health, ThreadTask
 from comptoir_link import frames as F
 from comptoir_link import names
 from comptoir_link.host_side import HostLink
@@ -41,6 +42,7 @@ log = logging.getLogger("comptoir.board")
 
 REOPEN_INTERVAL_S = 0.25
 READ_TIMEOUT_S = 0.005
+STOP_JOIN_S = 2.0  # what a board's thread may take to close its port once told to stop
 
 
 def board_info(items: dict[int, bytes]) -> BoardInfo:
@@ -61,7 +63,11 @@ def board_info(items: dict[int, bytes]) -> BoardInfo:
     )
 
 
-class BoardConnection(threading.Thread):
+class BoardConnection:
+    """One board's thread, a comptoir.tasks.Task (start, stop, health): a `ThreadTask` whose
+    round is the whole connection (open the port, serve the link, reopen after a loss) until
+    it is told to stop; then the port is closed and the session ended, and `stop` joins it."""
+
     def __init__(
         self,
         port: str,
@@ -74,12 +80,12 @@ class BoardConnection(threading.Thread):
         accept_hello: Callable[[BoardInfo], tuple[int, str] | None] | None = None,
         paired: PairedBoards | None = None,
     ) -> None:
-        super().__init__(name=f"board {port}", daemon=True)
+        self.name = f"board {port}"
         self.port = port
         self.baud = baud
         self._events = events
         self._outq: queue.Queue[tuple[int, bytes]] = queue.Queue()
-        self._stop_evt = threading.Event()
+        self._task = ThreadTask(self.name, self._run, join_s=STOP_JOIN_S)
         self._ser: serial.SerialBase | None = None
         self.link = HostLink(self._write, baud=baud, heartbeat_ms=heartbeat_ms,
                          max_payload=max_payload, window=window, random_bytes=os.urandom)
@@ -99,8 +105,15 @@ class BoardConnection(threading.Thread):
         """Queue a frame for the board (sent in order once the link has room)."""
         self._outq.put((ftype, bytes(payload)))
 
-    def stop(self) -> None:
-        self._stop_evt.set()
+    def start(self) -> None:
+        self._task.start()
+
+    def stop(self, wait: bool = True) -> None:
+        """Tell the thread to stop; with `wait`, join it (its port closed)."""
+        self._task.stop(wait)
+
+    def health(self) -> Health:
+        return self._task.health()
 
     @property
     def up(self) -> bool:
@@ -187,9 +200,9 @@ class BoardConnection(threading.Thread):
             pass
 
     # ------------------------------------------------------------- thread body
-    def run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         missing_reported = False
-        while not self._stop_evt.is_set():
+        while not stop.is_set():
             try:
                 self._ser = serial.serial_for_url(self.port, baudrate=self.baud,
                                                   timeout=READ_TIMEOUT_S, write_timeout=5)
@@ -197,12 +210,12 @@ class BoardConnection(threading.Thread):
                 if not missing_reported:
                     self._events.put(PortLost(self.port, f"cannot open: {e}"))
                     missing_reported = True
-                self._stop_evt.wait(REOPEN_INTERVAL_S)
+                stop.wait(REOPEN_INTERVAL_S)
                 continue
             missing_reported = False
             self._events.put(PortOpened(self.port))
             try:
-                self._serve()
+                self._serve(stop)
             except (serial.SerialException, OSError) as e:
                 log.warning("port lost", extra={"port": self.port, "error": str(e)})
                 self._events.put(PortLost(self.port, str(e)))
@@ -211,14 +224,14 @@ class BoardConnection(threading.Thread):
                 with contextlib.suppress(serial.SerialException, OSError):
                     ser.close()
                 self.link.reset("serial port lost")
-            self._stop_evt.wait(REOPEN_INTERVAL_S)
+            stop.wait(REOPEN_INTERVAL_S)
         if self.link.state == UP:
             self.link.reset("daemon stopping")
 
-    def _serve(self) -> None:
+    def _serve(self, stop: threading.Event) -> None:
         ser = self._ser
         assert ser is not None
-        while not self._stop_evt.is_set():
+        while not stop.is_set():
             data = ser.read(ser.in_waiting or 1)
             if data:
                 self.link.feed(data)

@@ -16,19 +16,24 @@ from comptoir import __version__, logs
 
 # Subcommands implemented by a tool module's main(argv): name -> (module, help).
 TOOL_COMMANDS: dict[str, tuple[str, str]] = {
-    "twin": ("comptoir_tools.twin_terminal", "run the whole terminal as a software twin"),
-    "bench": ("comptoir_tools.bench", "run the benchmarks and write BENCHMARKS.md"),
-    "firmware-build": ("comptoir_tools.firmware_build", "compile the firmware to .mpy"),
-    "pki": ("comptoir_tools.pki", "test PKI: trust anchor, issuers, credentials, status list"),
-    "wallet": ("comptoir_tools.wallet", "simulated phone wallet: QR and NFC presentations"),
-    "pn532": ("comptoir_tools.pn532_probe", "PC-side PN532 probe: `comptoir pn532 probe --port`"),
-    "flash": ("comptoir_tools.flash", "flash a reader board: image, firmware, board, pairing key"),
+    "twin": ("comptoir_tools.twin.terminal", "run the whole terminal as a software twin"),
+    "bench": ("comptoir_tools.bench.bench", "run the benchmarks and write BENCHMARKS.md"),
+    "firmware-build": ("comptoir_tools.firmware.build", "compile the firmware to .mpy"),
+    "pki": ("comptoir_tools.credentials.pki",
+            "test PKI: trust anchor, issuers, credentials, status list"),
+    "wallet": ("comptoir_tools.credentials.wallet",
+               "simulated phone wallet: QR and NFC presentations"),
+    "pn532": ("comptoir_tools.boards.pn532_probe",
+              "PC-side PN532 probe: `comptoir pn532 probe --port`"),
+    "flash": ("comptoir_tools.boards.flash",
+              "flash a reader board: image, firmware, board, pairing key"),
     "cache": ("comptoir.rights.cli", "offline rights cache: status, sync, purge, export-counts"),
     "billing": ("comptoir.billing.cli", "care sheets, lots, export, verify"),
     "keys": ("comptoir.keys_cli", "export/import a counter's keys in a passphrase-sealed bundle"),
     "screen": ("comptoir.screen.cli", "the counter screen: print a one-time sign-in link"),
-    "board-check": ("comptoir_tools.boards", "check board definition files (`check` / `list`)"),
-    "conformance": ("comptoir_tools.conformance",
+    "board-check": ("comptoir_tools.boards.definitions",
+                    "check board definition files (`check` / `list`)"),
+    "conformance": ("comptoir_tools.conformance.tokens",
                     "conformance vectors: `generate --out DIR`, `check DIR` (docs/conformance.md)"),
 }
 

@@ -99,10 +99,9 @@ class Daemon:
     def stop(self) -> None:
         self._loop_task.stop(wait=False)  # told first: it adds no board while they stop
         for conn in self.connections.values():
-            conn.stop()
+            conn.stop(wait=False)  # every board told, then each joined
         for conn in self.connections.values():
-            if conn.is_alive():
-                conn.join(timeout=2)
+            conn.stop()
         self._loop_task.stop()
 
     def __enter__(self) -> Daemon:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from comptoir_tools import boards as B
-from comptoir_tools.hil import SerialTarget, Target, TwinTarget, add_pytest_options
+from comptoir_tools.boards import definitions as B
+from comptoir_tools.boards.hil import SerialTarget, Target, TwinTarget, add_pytest_options
 
 DEFAULT_TWIN_BOARD = "devkitc-pn532-spi"
 NO_BOARD = ("no reader board attached: run with --board-port /dev/ttyUSB0 --board NAME "

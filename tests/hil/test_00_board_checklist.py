@@ -1,12 +1,12 @@
 """First on a real board (`make hil`): the checklist of what the twin's ESP32 port
-stand-in assumes, run at the board's REPL (comptoir_tools.hil_checklist). Skipped
+stand-in assumes, run at the board's REPL (comptoir_tools.boards.hil_checklist). Skipped
 without a board; resets the board back into Comptoir at the end."""
 
 from __future__ import annotations
 
 import pytest
 
-from comptoir_tools import hil_checklist
+from comptoir_tools.boards import hil_checklist
 
 
 @pytest.mark.hil

@@ -12,11 +12,11 @@ import pytest
 from comptoir.events import BoardUp, Message
 from comptoir.pairing import PairedBoards
 from comptoir_link import frames as F
-from comptoir_tools import boards as B
-from comptoir_tools.firmware_build import compile_tree
-from comptoir_tools.hil import SerialTarget
-from comptoir_tools.twin import FirmwareProcess
-from comptoir_tools.wire import WireModel
+from comptoir_tools.boards import definitions as B
+from comptoir_tools.boards.hil import SerialTarget
+from comptoir_tools.firmware.build import compile_tree
+from comptoir_tools.simulators.wire import WireModel
+from comptoir_tools.twin.twin import FirmwareProcess
 
 
 def test_serial_target_serves_a_paired_board_and_injects_noise(tmp_path):
@@ -59,8 +59,8 @@ def test_serial_target_answers_taps_as_the_person_prompt_test_expects(tmp_path):
     """The hardware-only tap test's path, checked with a stand-in: the "person" is a
     simulated PN532 with a phone, behind a second wire, on the stand-in board."""
     from comptoir.nfc_service import Presentation
-    from comptoir_tools.phone import Phone
-    from comptoir_tools.pn532_sim import PN532Sim, Timing
+    from comptoir_tools.simulators.phone import Phone
+    from comptoir_tools.simulators.pn532_sim import PN532Sim, Timing
 
     board = B.load("devkitc-pn532-spi")
     fw = tmp_path / "fw"

@@ -11,7 +11,7 @@ from comptoir.daemon import parse_status
 from comptoir.events import BoardDown, BoardUp, LinkError, Message
 from comptoir_link import frames as F
 from comptoir_link.link import C_RX_FRAMES
-from comptoir_tools.hil import Target
+from comptoir_tools.boards.hil import Target
 
 
 def _up(target: Target, timeout: float = 30.0) -> BoardUp:

@@ -10,8 +10,8 @@ from typing import Any
 
 from comptoir.billing import Dispensation, LineInput, PatientRef, TiersPayant, Transaction
 from comptoir.billing.render import SPECS
-from comptoir_tools.billing_synth import Synth, presentation
-from comptoir_tools.identities import family
+from comptoir_tools.credentials.identities import family
+from comptoir_tools.testkit.billing_synth import Synth, presentation
 
 DAY = dt.date(2026, 6, 15)
 SYNTH = Synth(7, pharmacies=2, families=8, today=DAY)

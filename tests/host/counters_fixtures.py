@@ -35,9 +35,9 @@ from comptoir.stores import open_biller, open_transactions
 from comptoir.transactions import JournalBiller, TransactionStore
 from comptoir_link import frames as F
 from comptoir_link.board_side import BoardLink
-from comptoir_tools.identities import Family, family
-from comptoir_tools.pki import DAY, TestPki, publish
-from comptoir_tools.wallet import Wallet
+from comptoir_tools.credentials.identities import Family, family
+from comptoir_tools.credentials.pki import DAY, TestPki, publish
+from comptoir_tools.credentials.wallet import Wallet
 
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 WINDOW = 8  # QR screens awaiting a verdict per board (as protocol_board.QrBoard)

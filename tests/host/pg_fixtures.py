@@ -1,9 +1,9 @@
 """A real PostgreSQL server for the tests, started by the tests themselves.
 
-One server per pytest process (so per xdist worker), made by `comptoir_tools.pg_local` (initdb
-and pg_ctl in a temporary folder, unix socket there, fsync off, run as `nobody` under root; the
-twin uses the same module). Every test gets a database of its own (`CREATE DATABASE`), so tests
-stay independent and run in any order.
+One server per pytest process (so per xdist worker), made by `comptoir_tools.testkit.pg_local`
+(initdb and pg_ctl in a temporary folder, unix socket there, fsync off, run as `nobody` under
+root; the twin uses the same module). Every test gets a database of its own (`CREATE DATABASE`),
+so tests stay independent and run in any order.
 
 Import the fixtures into a test module: `from pg_fixtures import pg_server, pg_url`.
 """
@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from comptoir_tools.pg_local import PgServer, PostgresMissing, remove_server, start_server
+from comptoir_tools.testkit.pg_local import PgServer, PostgresMissing, remove_server, start_server
 
 __all__ = ["PgServer", "pg_server", "pg_url"]
 

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 import psycopg
 import pytest
 
-from comptoir_tools.pg_local import RUN_AS, PgServer
+from comptoir_tools.testkit.pg_local import RUN_AS, PgServer
 
 _count = itertools.count(1)
 

@@ -21,8 +21,8 @@ from comptoir.rights import (
     insured_id,
 )
 from comptoir.tokens.model import Beneficiary, BirthDate
-from comptoir_tools.identities import Family, family
-from comptoir_tools.rights_service import RightsService
+from comptoir_tools.credentials.identities import Family, family
+from comptoir_tools.simulators.rights_service import RightsService
 
 NOW = 1_790_000_000  # 2026-09-21, the clock of the token tests too
 TODAY = dt.datetime.fromtimestamp(NOW, dt.UTC).date()

@@ -210,8 +210,9 @@ def test_a_counter_killed_again_and_again_while_another_bills_loses_and_doubles_
     counter = ["--url", pg_url, "--key", str(key), "--stride", "2"]
     # The key file exists before both start (the installer copied it).
     open_journal(pg_url, key=key).close()
-    b = subprocess.Popen([sys.executable, "-m", "comptoir_tools.billing_crashdriver", *counter,
-                          "--offset", "1", "--out", str(out), "--count", str(crash.COUNT)],
+    b = subprocess.Popen([sys.executable, "-m", "comptoir_tools.testkit.billing_crashdriver",
+                          *counter, "--offset", "1", "--out", str(out),
+                          "--count", str(crash.COUNT)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     rng = random.Random(17)
     outcomes: collections.Counter[str] = collections.Counter()

@@ -37,7 +37,7 @@ def _run(db: list[str], out: Path, crash: str | None, kill: tuple[int, float] | 
     if crash:
         env["COMPTOIR_BILLING_CRASH"] = crash
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comptoir_tools.billing_crashdriver", *db, "--out",
+        [sys.executable, "-m", "comptoir_tools.testkit.billing_crashdriver", *db, "--out",
          str(out), "--count", str(COUNT)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
     )

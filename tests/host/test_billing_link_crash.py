@@ -18,7 +18,7 @@ from test_transactions import KEY, request
 from comptoir.api import EventFeed
 from comptoir.opener import TransactionOpener
 from comptoir.transactions import JournalBiller, State, TransactionStore
-from comptoir_tools.billing_synth import presentation
+from comptoir_tools.testkit.billing_synth import presentation
 
 HERE = Path(__file__).resolve().parent
 
@@ -29,7 +29,7 @@ CHILD = textwrap.dedent("""
     from billing_fixtures import adult_family
     from test_transactions import KEY, request
     from comptoir.transactions import JournalBiller, TransactionStore
-    from comptoir_tools.billing_synth import presentation
+    from comptoir_tools.testkit.billing_synth import presentation
 
     d, url = Path(sys.argv[1]), sys.argv[3]
     if url:  # the shared database, as comptoir.stores opens it with storage.url

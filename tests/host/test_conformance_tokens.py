@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from comptoir.tokens.reasons import Reason
-from comptoir_tools import conformance
+from comptoir_tools.conformance import tokens as conformance
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "conformance" / "tokens"

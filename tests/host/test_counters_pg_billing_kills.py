@@ -1,6 +1,6 @@
 """Three counters billing one pharmacy (one FINESS) on one PostgreSQL journal (issue 17), each
-its own process (comptoir_tools.billing_crashdriver: records dispensations, closes lots by size
-and age, exports them to the pharmacy's shared folder, as the daemon does), while one of them
+its own process (comptoir_tools.testkit.billing_crashdriver: records dispensations, closes lots by
+size and age, exports them to the pharmacy's shared folder, as the daemon does), while one of them
 at a time is SIGKILLed, 100 times in all, at random moments (seeded, printed: while it starts,
 opens the journal, records, closes a lot or exports; and after it finished its share, while it
 exports again), and started again at once; the other two go on billing meanwhile. At the end:
@@ -58,7 +58,7 @@ class CounterProcess:
         env = dict(os.environ)
         env.pop("COMPTOIR_BILLING_CRASH", None)
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "comptoir_tools.billing_crashdriver", *self.args,
+            [sys.executable, "-m", "comptoir_tools.testkit.billing_crashdriver", *self.args,
              "--stride", str(COUNTERS), "--offset", str(self.offset), "--resume",
              "--pace", str(PACE)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -34,7 +34,7 @@ from comptoir.tokens.reasons import Reason
 from comptoir.transactions import StorageUnavailable
 from comptoir.verdicts import REASON_CODES
 from comptoir_link import frames as F
-from comptoir_tools.rights_service import RightsService
+from comptoir_tools.simulators.rights_service import RightsService
 
 FAMILIES = 24
 SHOW_EVERY = 0.1  # seconds between two QR codes at one board

@@ -23,7 +23,7 @@ from comptoir.opener import TransactionOpener
 from comptoir.tokens.model import Refused
 from comptoir.tokens.reasons import Reason
 from comptoir.transactions import DispenseRequest, JournalBiller, TransactionStore
-from comptoir_tools.billing_synth import presentation
+from comptoir_tools.testkit.billing_synth import presentation
 
 GOLDEN = Path(__file__).parent / "golden" / "event_stream.jsonl"
 PORT = "/dev/comptoir-A"

@@ -40,6 +40,25 @@ def test_every_host_package_is_shipped() -> None:
     assert found - {p for p in found if "__pycache__" in p} <= shipped
 
 
+TOOLS = ROOT / "tools" / "comptoir_tools"
+
+
+def test_every_tools_package_is_shipped() -> None:
+    """Every folder of tools/comptoir_tools with an __init__.py is in the package list (an
+    explicit list: a subpackage left out is missing from a wheel, not from the editable
+    install the tests run on), and the ESP32 port stand-in's MicroPython modules, which are
+    files run by the unix port and not a package, are package data."""
+    shipped = set(PROJECT["tool"]["setuptools"]["packages"])
+    found = {"comptoir_tools" + "".join("." + p for p in d.relative_to(TOOLS).parts)
+             for d in [TOOLS, *TOOLS.rglob("*")] if (d / "__init__.py").is_file()}
+    assert found - {p for p in found if "__pycache__" in p} <= shipped
+    data = PROJECT["tool"]["setuptools"].get("package-data", {})
+    for port in TOOLS.rglob("port/launch.py"):
+        package = "comptoir_tools" + "".join("." + p for p in port.parent.parent.relative_to(
+            TOOLS).parts)
+        assert "port/*.py" in data.get(package, [])
+
+
 def is_postgres_backend(path: Path) -> bool:
     """The PostgreSQL backend's modules (storage/postgres.py, *_pg.py): the `postgres` extra."""
     return path.name == "postgres.py" or path.stem.endswith("_pg")

@@ -126,7 +126,6 @@ def test_paired_board_is_admitted(registry: PairedBoards) -> None:
         assert conn.up and board.link.state == UP
     finally:
         conn.stop()
-        conn.join()
         board.stop()
 
 
@@ -156,7 +155,6 @@ def test_unpaired_boards_are_refused_by_name(registry: PairedBoards, case: str) 
         assert not conn.up
     finally:
         conn.stop()
-        conn.join()
         board.stop()
 
 
@@ -169,7 +167,6 @@ def test_replayed_hello_and_proof_are_refused(registry: PairedBoards) -> None:
         assert isinstance(_first(q, (BoardUp, BoardRefused)), BoardUp)
     finally:
         conn.stop()
-        conn.join()
     recorded = bytes(board.sent)
     board.replay = recorded  # the genuine board falls silent; an attacker replays
     conn, q = _serve(board.path, registry)
@@ -181,5 +178,4 @@ def test_replayed_hello_and_proof_are_refused(registry: PairedBoards) -> None:
         assert "does not match" in ev.reason or "no pairing proof" in ev.reason
     finally:
         conn.stop()
-        conn.join()
         board.stop()

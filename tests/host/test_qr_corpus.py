@@ -3,7 +3,7 @@ decoded by the host's decoder. Goal: >= 99 % of frames at the realistic levels (
 
 QVGA is measured, not held to that goal: a presentation is a version 13-15 code (69-77
 modules at ECC M), 1.5-3 pixels a module at QVGA; the ideal and good levels read, the
-typical level mostly does not (numbers in docs/qr.md and `comptoir_tools.bench_qr`).
+typical level mostly does not (numbers in docs/qr.md and `comptoir_tools.bench.qr`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from tokens_fixtures import NOW, World
 
 from comptoir.qr.decode import decode_frame
-from comptoir_tools.camera_sim import REALISTIC_LEVELS, CameraSim
+from comptoir_tools.simulators.camera_sim import REALISTIC_LEVELS, CameraSim
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ from comptoir.qr.decode import DecodeError, decode_frame
 from comptoir.tokens.reasons import Reason
 from comptoir.verdicts import REASON_CODES
 from comptoir_link import frames as F
-from comptoir_tools.camera_sim import CameraSim, Frame
+from comptoir_tools.simulators.camera_sim import CameraSim, Frame
 
 
 class Clock:

@@ -19,8 +19,8 @@ from billing_fixtures import CIP, DAY, FINESS, PHARMACIST, PRESCRIBER, adult_fam
 
 from comptoir.billing import LineInput, TiersPayant
 from comptoir.transactions import DispenseRequest, State
-from comptoir_tools.billing_synth import presentation
-from comptoir_tools.identities import family
+from comptoir_tools.credentials.identities import family
+from comptoir_tools.testkit.billing_synth import presentation
 
 KEY = bytes(range(32))
 RETENTION = 3600

@@ -33,7 +33,7 @@ from comptoir.rights import Source, Status, beneficiary_id, insured_id
 from comptoir.rights.cli import main as cache_main
 from comptoir.rights.wire import decode_answer
 from comptoir.tokens.model import BirthDate
-from comptoir_tools.rights_service import RightsService
+from comptoir_tools.simulators.rights_service import RightsService
 
 
 def present(world: World, f, *, issued: int = NOW - HOUR):

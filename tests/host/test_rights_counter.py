@@ -38,8 +38,8 @@ from comptoir.rights import (
     StalenessPolicy,
 )
 from comptoir.transactions.rights_desk import RightsDesk, who_of
-from comptoir_tools.identities import Family
-from comptoir_tools.rights_service import RightsService
+from comptoir_tools.credentials.identities import Family
+from comptoir_tools.simulators.rights_service import RightsService
 
 DAY = 86400
 FAST = ClientPolicy(timeout=0.5, attempts=3, backoff=0.01, backoff_max=0.02)

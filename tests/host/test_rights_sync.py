@@ -15,8 +15,8 @@ from rights_fixtures import DAY, HOUR, NOW, client, fam
 from comptoir.metrics import Metrics
 from comptoir.rights import RightsCache, Source, Status, insured_id
 from comptoir.rights.sync_task import RightsSync
-from comptoir_tools.identities import Family
-from comptoir_tools.rights_service import RightsService
+from comptoir_tools.credentials.identities import Family
+from comptoir_tools.simulators.rights_service import RightsService
 
 AGES = [5 * DAY, 4 * DAY, 3 * DAY, 2 * DAY, HOUR]  # of each family's cached rights
 

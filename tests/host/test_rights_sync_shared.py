@@ -20,7 +20,7 @@ from rights_fixtures import DAY, HOUR, NOW, client, fam
 from comptoir import clock
 from comptoir.rights import RightsCache
 from comptoir.rights.sync_task import RightsSync
-from comptoir_tools.rights_service import RightsService
+from comptoir_tools.simulators.rights_service import RightsService
 
 FAMILIES = [fam(400 + i, beneficiaries=i % 3) for i in range(30)]
 

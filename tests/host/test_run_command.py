@@ -12,9 +12,9 @@ from pathlib import Path
 
 from run_fixtures import COMPTOIR, free_port, test_trust, write_config
 
-from comptoir_tools.firmware_build import compile_tree
-from comptoir_tools.twin import FirmwareProcess
-from comptoir_tools.wire import WireModel
+from comptoir_tools.firmware.build import compile_tree
+from comptoir_tools.simulators.wire import WireModel
+from comptoir_tools.twin.twin import FirmwareProcess
 
 
 def _get(url: str, token: str | None = None) -> dict:
@@ -183,8 +183,8 @@ def test_run_keeps_its_trust_material_current_on_a_clock_the_test_moves(tmp_path
     log and /metrics); once it publishes again, they are current."""
     import os
 
-    from comptoir_tools.pki import load_state
-    from comptoir_tools.publication import Publication
+    from comptoir_tools.credentials.pki import load_state
+    from comptoir_tools.simulators.publication import Publication
 
     trust = test_trust(tmp_path)
     offset = tmp_path / "clock-offset"

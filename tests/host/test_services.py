@@ -21,7 +21,7 @@ from comptoir.app import lots_every, start_app
 from comptoir.config import ConfigError, from_dict
 from comptoir.nfc_service import Presentation
 from comptoir.rights import RightsCache, RightsClient, Status, insured_id
-from comptoir_tools.rights_service import RightsService
+from comptoir_tools.simulators.rights_service import RightsService
 
 
 def _config(tmp: Path, **sections: dict[str, Any]) -> Any:

@@ -36,12 +36,12 @@ from comptoir.tokens.model import Verified
 from comptoir.tokens.refresh import TrustRefresher
 from comptoir_link import frames as F
 from comptoir_link.board_side import BoardLink
-from comptoir_tools.identities import Family, family
-from comptoir_tools.pki import DAY, TestPki, publish
-from comptoir_tools.publication import Publication
-from comptoir_tools.rights_service import RightsService
-from comptoir_tools.wallet import Wallet
-from comptoir_tools.wire import WireModel
+from comptoir_tools.credentials.identities import Family, family
+from comptoir_tools.credentials.pki import DAY, TestPki, publish
+from comptoir_tools.credentials.wallet import Wallet
+from comptoir_tools.simulators.publication import Publication
+from comptoir_tools.simulators.rights_service import RightsService
+from comptoir_tools.simulators.wire import WireModel
 
 T0 = 1_790_000_000 - 1_790_000_000 % DAY  # midnight UTC
 HOUR = 3600

@@ -94,3 +94,46 @@ def test_an_http_server_is_a_task_stopped_the_same_way() -> None:
     never = HttpServing("never", http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hello))
     never.stop()
     assert never.health() == "idle"
+
+
+def test_a_board_connection_is_a_task_stopped_the_same_way() -> None:
+    """A board's thread (its port, its link) starts, reports its health and stops as every
+    other background task: told, then joined, its port closed."""
+    import os
+    import queue
+
+    from comptoir.board_link import BoardConnection
+    from comptoir.events import PortOpened
+    from comptoir.tasks import Task
+
+    master, slave = os.openpty()
+    try:
+        events: queue.Queue[object] = queue.Queue()
+        conn: Task = BoardConnection(os.ttyname(slave), events, heartbeat_ms=200)
+        assert conn.name == f"board {os.ttyname(slave)}" and conn.health() == "idle"
+        conn.start()
+        assert isinstance(events.get(timeout=5), PortOpened) and conn.health() == "running"
+        started = time.monotonic()
+        conn.stop()
+        assert time.monotonic() - started < 1 and conn.health() == "stopped"
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_the_counter_screen_reader_is_a_task_that_applies_what_came_before_its_stop() -> None:
+    from comptoir.http.feed import EventFeed
+    from comptoir.screen.counters import Counters
+    from comptoir.tasks import Task
+
+    feed = EventFeed()
+    counters = Counters(feed)
+    task: Task = counters
+    assert task.name == "screen counters" and task.health() == "idle"
+    counters.start()
+    assert task.health() == "running"
+    for n in range(50):
+        feed.publish("board", {"port": f"/dev/b{n}", "state": "up"})
+    task.stop()
+    assert task.health() == "stopped"
+    assert len(counters.snapshot()[1]) == 50

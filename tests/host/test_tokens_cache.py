@@ -15,8 +15,8 @@ from comptoir.tokens.model import BirthDate
 from comptoir.tokens.reasons import Reason
 from comptoir.tokens.status import INVALID
 from comptoir.tokens.verify import Verifier, encode_qr
-from comptoir_tools.pki import new_device_key
-from comptoir_tools.wallet import Wallet
+from comptoir_tools.credentials.pki import new_device_key
+from comptoir_tools.credentials.wallet import Wallet
 
 
 @pytest.fixture

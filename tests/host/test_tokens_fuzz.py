@@ -171,7 +171,7 @@ def test_issuer_signed_garbage_is_refused_by_name_or_accepted_never_crashes(setu
     """Past the signatures, the claims parser sees whatever an issuer signed: it must answer
     with a reason (or accept a still-valid credential), never fail with an exception."""
     from comptoir.tokens import claims as claim_keys
-    from comptoir_tools.pki import new_device_key
+    from comptoir_tools.credentials.pki import new_device_key
 
     world = setup[0]
     device = new_device_key()

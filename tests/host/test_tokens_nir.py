@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from comptoir.tokens.nir import mask_nir, nir_key, parse_nir, with_key
 from comptoir.tokens.reasons import Reason, TokenError
-from comptoir_tools.identities import NIR_KINDS, family
+from comptoir_tools.credentials.identities import NIR_KINDS, family
 
 # Fictitious numbers (commune/country codes 990-999 are unassigned); keys worked out by hand.
 KEYS = [

@@ -15,8 +15,8 @@ from tokens_fixtures import NOW, World, sign1_parts
 from comptoir.tokens import claims, cose
 from comptoir.tokens.cbor_safe import CborLimits
 from comptoir.tokens.verify import decode_qr
-from comptoir_tools.pki import new_device_key
-from comptoir_tools.wallet import Wallet
+from comptoir_tools.credentials.pki import new_device_key
+from comptoir_tools.credentials.wallet import Wallet
 
 LIMITS = CborLimits(max_bytes=4096, max_depth=4, max_items=64, max_container=8, top_tag=18)
 

@@ -22,8 +22,8 @@ from comptoir.tokens.trust import (
     ROLE_SIGN_TRUST_LISTS,
     TrustStore,
 )
-from comptoir_tools import pki as pki_tools
-from comptoir_tools.pki import new_device_key
+from comptoir_tools.credentials import pki as pki_tools
+from comptoir_tools.credentials.pki import new_device_key
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ def test_insured_birth_date_before_1870_or_impossible_is_refused(world):
     ],
 )
 def test_numeric_bounds(world, path, largest):
-    from comptoir_tools.identities import family
+    from comptoir_tools.credentials.identities import family
 
     fam = family(7, beneficiaries=1, amc=True, today=dt_today())
     cred = world.issuer.credential(fam, new_device_key().public_key(), now=NOW - 60)
@@ -217,7 +217,7 @@ def test_at_most_eight_periods_and_exemptions(world):
 
 
 def test_tiers_payant_codes(world):
-    from comptoir_tools.identities import family
+    from comptoir_tools.credentials.identities import family
 
     fam = family(7, beneficiaries=0, amc=True, today=dt_today())
     cred = world.issuer.credential(fam, new_device_key().public_key(), now=NOW - 60)

@@ -14,10 +14,10 @@ from comptoir.tokens.replay import VerifierState
 from comptoir.tokens.status import StatusLists
 from comptoir.tokens.trust import TrustStore
 from comptoir.tokens.verify import Verifier, decode_qr
-from comptoir_tools import pki as pki_cli
-from comptoir_tools import wallet as wallet_cli
-from comptoir_tools.identities import FAMILY_NAMES, GIVEN_NAMES, NIR_KINDS, family
-from comptoir_tools.wallet import Wallet
+from comptoir_tools.credentials import pki as pki_cli
+from comptoir_tools.credentials import wallet as wallet_cli
+from comptoir_tools.credentials.identities import FAMILY_NAMES, GIVEN_NAMES, NIR_KINDS, family
+from comptoir_tools.credentials.wallet import Wallet
 
 
 def test_families_are_deterministic():

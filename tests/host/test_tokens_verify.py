@@ -24,9 +24,9 @@ from comptoir.tokens.reasons import Reason
 from comptoir.tokens.status import INVALID, SUSPENDED
 from comptoir.tokens.trust import ROLE_SIGN_STATUS_LISTS, TrustStore
 from comptoir.tokens.verify import Policy, decode_qr, encode_qr
-from comptoir_tools import pki as pki_tools
-from comptoir_tools.pki import TestPki, derive_key, new_device_key
-from comptoir_tools.wallet import Wallet
+from comptoir_tools.credentials import pki as pki_tools
+from comptoir_tools.credentials.pki import TestPki, derive_key, new_device_key
+from comptoir_tools.credentials.wallet import Wallet
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from comptoir.transactions import (
     WrongState,
     people_of,
 )
-from comptoir_tools.billing_synth import presentation
+from comptoir_tools.testkit.billing_synth import presentation
 
 KEY = bytes(range(32))
 
@@ -244,7 +244,7 @@ import resource, signal, sys
 sys.path[:0] = {paths!r}
 from billing_fixtures import adult_family
 from comptoir.transactions import NoRoom, State, TransactionStore
-from comptoir_tools.billing_synth import presentation
+from comptoir_tools.testkit.billing_synth import presentation
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # EFBIG instead of being killed
 s = TransactionStore({db!r}, bytes(range(32)), None)
 txs = [s.create(presentation(adult_family(beneficiaries=1), i)).id for i in range(40)]

@@ -17,7 +17,7 @@ from test_transactions import KEY, request
 
 from comptoir.transactions import JournalBiller, State, StorageUnavailable, TransactionStore
 from comptoir.transactions.store_pg import open_store
-from comptoir_tools.billing_synth import presentation
+from comptoir_tools.testkit.billing_synth import presentation
 
 SAME_TESTS = [
     "test_lifecycle_and_sheet_bound_to_chosen_person",

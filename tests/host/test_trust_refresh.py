@@ -21,10 +21,10 @@ from comptoir.tokens.refresh import TrustRefresher
 from comptoir.tokens.status import NotNewer, StatusLists
 from comptoir.tokens.trust import TrustStore
 from comptoir.tokens.verify import Verifier
-from comptoir_tools.identities import family
-from comptoir_tools.pki import DAY, TestPki, publish
-from comptoir_tools.publication import Publication
-from comptoir_tools.wallet import Wallet
+from comptoir_tools.credentials.identities import family
+from comptoir_tools.credentials.pki import DAY, TestPki, publish
+from comptoir_tools.credentials.wallet import Wallet
+from comptoir_tools.simulators.publication import Publication
 
 NOW = 1_790_000_000
 HOUR = 3600

@@ -18,9 +18,9 @@ from comptoir.tokens.replay import VerifierState
 from comptoir.tokens.status import StatusLists
 from comptoir.tokens.trust import TrustStore
 from comptoir.tokens.verify import Policy, Verifier, decode_qr, encode_qr
-from comptoir_tools.identities import Family, family
-from comptoir_tools.pki import TestPki, new_device_key
-from comptoir_tools.wallet import Wallet
+from comptoir_tools.credentials.identities import Family, family
+from comptoir_tools.credentials.pki import TestPki, new_device_key
+from comptoir_tools.credentials.wallet import Wallet
 
 NOW = 1_790_000_000  # 2026-09-21, a fixed clock for every test
 TODAY = dt.datetime.fromtimestamp(NOW, dt.UTC).date()

@@ -25,9 +25,9 @@ from comptoir.app import start_app
 from comptoir.config import from_dict
 from comptoir.nfc_service import Presentation
 from comptoir.screen.service import start_screen
-from comptoir_tools.phone import Phone
-from comptoir_tools.twin import Twin
-from comptoir_tools.twin_terminal import FINESS, PHARMACIST, PRESCRIBER
+from comptoir_tools.simulators.phone import Phone
+from comptoir_tools.twin.terminal import FINESS, PHARMACIST, PRESCRIBER
+from comptoir_tools.twin.twin import Twin
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -20,7 +20,7 @@ from browser import NIR_RUN, PRESCRIBER, Bench, browser_available
 from comptoir import clock
 from comptoir.screen.catalogue import CATALOGUE
 from comptoir.tokens.model import Verified
-from comptoir_tools.identities import Family
+from comptoir_tools.credentials.identities import Family
 
 VERDICT_S = 1.0  # a tap appears on the page within this of the daemon's verdict
 

@@ -275,6 +275,32 @@ def test_a_post_body_never_spills_into_the_next_request(env: Env) -> None:
     conn.close()
 
 
+def test_a_body_that_stops_coming_is_answered_408_and_nothing_is_done(
+        env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the API (docs/api.md): a POST whose body stops coming gets 408 `timeout` once the
+    connection's idle timeout passes, and the transaction is left as it was."""
+    import socket
+
+    from comptoir.screen import plumbing
+
+    monkeypatch.setattr(plumbing.ScreenHandlerBase, "timeout", 0.3)
+    cookie, csrf = env.sign_in()
+    tx = env.present()
+    head = (f"POST /ecran/transactions/{tx}/annulation HTTP/1.1\r\n"
+            f"Host: 127.0.0.1:{env.screen.port}\r\nCookie: {cookie}\r\nX-CSRF-Token: {csrf}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 14\r\n\r\n{\"pad\"")
+    with socket.create_connection(("127.0.0.1", env.screen.port), timeout=5) as s:
+        s.sendall(head.encode())
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line.startswith(b"HTTP/1.1 408 "), answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["error"] == "timeout"
+    status, _, raw = env.request("GET", f"/ecran/transactions/{tx}", headers={"Cookie": cookie})
+    assert status == 200 and json.loads(raw)["state"] == "awaiting_beneficiary"
+
+
 def test_comptoir_screen_prints_a_link_the_daemon_redeems_once(tmp_path: Path, capsys) -> None:
     from comptoir.cli import main
     from comptoir.config import load

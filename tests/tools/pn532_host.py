@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 
-from comptoir_tools.pn532_sim import PtyUart
+from comptoir_tools.simulators.pn532_sim import PtyUart
 
 
 class SimHost:

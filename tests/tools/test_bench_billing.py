@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from comptoir.billing import Journal, verify
-from comptoir_tools import bench_billing
-from comptoir_tools.billing_synth import Synth
+from comptoir_tools.bench import billing as bench_billing
+from comptoir_tools.testkit.billing_synth import Synth
 
 TABLES = {
     "sheet": "SELECT * FROM sheet ORDER BY seq",

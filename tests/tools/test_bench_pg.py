@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from comptoir_tools import bench, bench_pg, pg_local
+from comptoir_tools.bench import bench
+from comptoir_tools.bench import pg as bench_pg
+from comptoir_tools.testkit import pg_local
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from comptoir_tools import boards as B
+from comptoir_tools.boards import definitions as B
 
 SHIPPED = B.list_boards()
 

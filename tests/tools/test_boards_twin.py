@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from comptoir.events import BoardUp
-from comptoir_tools import boards as B
-from comptoir_tools.hil import TwinTarget
+from comptoir_tools.boards import definitions as B
+from comptoir_tools.boards.hil import TwinTarget
 
 FEATURE_CAPS = {"nfc": "nfc", "camera": "camera", "buzzer": "buzzer", "display": "display"}
 

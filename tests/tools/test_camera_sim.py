@@ -10,7 +10,7 @@ from pathlib import Path
 from PIL import Image
 
 from comptoir_link import frames as F
-from comptoir_tools.camera_sim import LEVELS, CameraSim, FrameFile, perspective_coeffs
+from comptoir_tools.simulators.camera_sim import LEVELS, CameraSim, FrameFile, perspective_coeffs
 
 TEXT = "CV1:" + "ABCDEFGHIJ0123456789" * 26  # 524 characters, as a presentation
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from comptoir_tools import conformance, conformance_link
+from comptoir_tools.conformance import link as conformance_link
+from comptoir_tools.conformance import tokens as conformance
 
 ROOT = Path(__file__).resolve().parents[2]
 VECTORS = ROOT / "conformance" / "link"

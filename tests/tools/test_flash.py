@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from comptoir_tools import boards as B
-from comptoir_tools import flash as FL
-from comptoir_tools.firmware_build import FIRMWARE
-from comptoir_tools.hil import UnixPortRepl
+from comptoir_tools.boards import definitions as B
+from comptoir_tools.boards import flash as FL
+from comptoir_tools.boards.hil import UnixPortRepl
+from comptoir_tools.firmware.build import FIRMWARE
 
 PY = sys.executable
 

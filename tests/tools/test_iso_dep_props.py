@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comptoir_tools.phone import FSD_TABLE, Phone
+from comptoir_tools.simulators.phone import FSD_TABLE, Phone
 
 
 class Echo(Phone):

@@ -11,10 +11,10 @@ import sys
 import time
 from pathlib import Path
 
-from comptoir_tools import esp32_port
-from comptoir_tools.firmware_build import compile_tree
-from comptoir_tools.phone import Phone, default_presentation, verify_default_presentation
-from comptoir_tools.pn532_sim import PN532Sim
+from comptoir_tools.firmware.build import compile_tree
+from comptoir_tools.simulators import esp32_port
+from comptoir_tools.simulators.phone import Phone, default_presentation, verify_default_presentation
+from comptoir_tools.simulators.pn532_sim import PN532Sim
 
 ROOT = Path(__file__).resolve().parents[2]
 MICROPYTHON = Path(sys.executable).with_name("micropython")

@@ -21,8 +21,8 @@ from pn532 import errors  # noqa: E402
 from pn532.chip import PN532  # noqa: E402
 from pn532.transport import UartTransport  # noqa: E402
 
-from comptoir_tools.phone import Phone, default_presentation  # noqa: E402
-from comptoir_tools.pn532_sim import PN532Sim, PtyUart  # noqa: E402
+from comptoir_tools.simulators.phone import Phone, default_presentation  # noqa: E402
+from comptoir_tools.simulators.pn532_sim import PN532Sim, PtyUart  # noqa: E402
 
 
 @pytest.mark.parametrize("size", [1024, 1025, 3000])

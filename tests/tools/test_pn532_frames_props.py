@@ -20,8 +20,8 @@ from pn532.chip import PN532  # noqa: E402
 from pn532.errors import PN532Error, PN532FrameError  # noqa: E402
 from pn532.transport import UartTransport  # noqa: E402
 
-from comptoir_tools.phone import Phone  # noqa: E402
-from comptoir_tools.pn532_sim import encode_frame  # noqa: E402
+from comptoir_tools.simulators.phone import Phone  # noqa: E402
+from comptoir_tools.simulators.pn532_sim import encode_frame  # noqa: E402
 
 payloads = st.binary(min_size=1, max_size=264)
 tfis = st.sampled_from([0xD4, 0xD5])

@@ -22,13 +22,13 @@ from pn532 import errors  # noqa: E402
 from pn532.chip import PN532  # noqa: E402
 from pn532.transport import UartTransport  # noqa: E402
 
-from comptoir_tools.phone import (  # noqa: E402
+from comptoir_tools.simulators.phone import (  # noqa: E402
     Phone,
     default_presentation,
     verify_default_presentation,
 )
-from comptoir_tools.pn532_sim import Fault, PN532Sim, PtyUart, Timing  # noqa: E402
-from comptoir_tools.wire import WireModel  # noqa: E402
+from comptoir_tools.simulators.pn532_sim import Fault, PN532Sim, PtyUart, Timing  # noqa: E402
+from comptoir_tools.simulators.wire import WireModel  # noqa: E402
 
 NAMED = (errors.PN532Error, errors.ApduError, NfcError)
 CALL_BOUND_S = 1.5  # one poll_once, worst case (the main loop must keep running)

@@ -28,8 +28,8 @@ import nfc.tag.tt4
 import pytest
 
 from comptoir.tokens.model import Verified
-from comptoir_tools.phone import COMPTOIR_AID, Phone
-from comptoir_tools.pn532_sim import Fault, PN532Sim
+from comptoir_tools.simulators.phone import COMPTOIR_AID, Phone
+from comptoir_tools.simulators.pn532_sim import Fault, PN532Sim
 
 HOST_TESTS = Path(__file__).resolve().parents[1] / "host"
 if str(HOST_TESTS) not in sys.path:

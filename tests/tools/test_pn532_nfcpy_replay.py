@@ -28,8 +28,8 @@ from collections.abc import Iterator
 import pytest
 from pn532_host import SimHost
 
-from comptoir_tools.phone import Phone
-from comptoir_tools.pn532_sim import ACK, PN532Sim, encode_frame
+from comptoir_tools.simulators.phone import Phone
+from comptoir_tools.simulators.pn532_sim import ACK, PN532Sim, encode_frame
 
 PREAMBLE = bytes(10)  # nfcpy's long preamble
 LINE = bytes(range(256)) + bytes(range(6))  # nfcpy Device.__init__ line test, 262 bytes

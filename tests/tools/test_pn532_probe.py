@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 import os
 
-from comptoir_tools.phone import Phone
-from comptoir_tools.pn532_probe import describe_target, main
-from comptoir_tools.pn532_sim import PN532Sim
+from comptoir_tools.boards.pn532_probe import describe_target, main
+from comptoir_tools.simulators.phone import Phone
+from comptoir_tools.simulators.pn532_sim import PN532Sim
 
 
 def test_probe_finds_the_chip_and_a_phone() -> None:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from pn532_host import SimHost
 
-from comptoir_tools.phone import Phone
-from comptoir_tools.pn532_sim import (
+from comptoir_tools.simulators.phone import Phone
+from comptoir_tools.simulators.pn532_sim import (
     ACK,
     ERROR_FRAME,
     NACK,

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from pn532_host import SimHost
 
-from comptoir_tools.phone import COMPTOIR_AID, Phone, default_presentation
-from comptoir_tools.pn532_sim import ACK, ERROR_FRAME, Fault, PN532Sim, encode_frame
+from comptoir_tools.simulators.phone import COMPTOIR_AID, Phone, default_presentation
+from comptoir_tools.simulators.pn532_sim import ACK, ERROR_FRAME, Fault, PN532Sim, encode_frame
 
 WAKE = b"\x55\x55" + bytes(14)
 NFCPY_PREAMBLE = bytes(10)  # nfcpy's pn532.init: ten 0x00 before a command, never 0x55

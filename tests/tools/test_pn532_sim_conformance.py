@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 import serial
 
-from comptoir_tools.phone import COMPTOIR_AID, Phone, verify_default_presentation
-from comptoir_tools.pn532_sim import PN532Sim
+from comptoir_tools.simulators.phone import COMPTOIR_AID, Phone, verify_default_presentation
+from comptoir_tools.simulators.pn532_sim import PN532Sim
 
 adafruit_uart = pytest.importorskip("adafruit_pn532.uart")
 

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pn532_host import SimHost
 
-from comptoir_tools.phone import Phone
-from comptoir_tools.pn532_sim import ACK, ERROR_FRAME, PN532Sim, encode_frame
+from comptoir_tools.simulators.phone import Phone
+from comptoir_tools.simulators.pn532_sim import ACK, ERROR_FRAME, PN532Sim, encode_frame
 
 # Diagnose, GetGeneralStatus, ReadRegister, WriteRegister, InCommunicateThru, InDeselect,
 # InRelease, InSelect (PowerDown, polls and RF settings would change what follows).

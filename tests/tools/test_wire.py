@@ -24,7 +24,13 @@ import serial
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from comptoir_tools.wire import BITS_PER_BYTE, FaultConfig, LineCounters, PacedLine, WireModel
+from comptoir_tools.simulators.wire import (
+    BITS_PER_BYTE,
+    FaultConfig,
+    LineCounters,
+    PacedLine,
+    WireModel,
+)
 
 FAST = 921_600
 
@@ -426,7 +432,8 @@ def test_stop_leaves_no_thread_and_no_fd(tmp_path: Path) -> None:
 
 def test_cli_relays_until_interrupted(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "comptoir_tools.wire", "--baud", "115200", "--dir", str(tmp_path)],
+        [sys.executable, "-m", "comptoir_tools.simulators.wire", "--baud", "115200",
+         "--dir", str(tmp_path)],
         stdout=subprocess.PIPE,
         text=True,
     )

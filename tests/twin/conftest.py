@@ -1,5 +1,5 @@
 """Fixtures for twin tests: the real firmware on MicroPython, the wire model, the daemon.
-Events are kept by the bench's EventLog (comptoir_tools.hil): the same tests read
+Events are kept by the bench's EventLog (comptoir_tools.boards.hil): the same tests read
 them on the twin and on a real board."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from comptoir_tools.hil import EventLog
-from comptoir_tools.twin import Twin
+from comptoir_tools.boards.hil import EventLog
+from comptoir_tools.twin.twin import Twin
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """The shipped board layer (firmware/board/esp32.py, firmware/cam/esp32.py) on
-the ESP32 port stand-in (comptoir_tools.esp32_port), one test per finding of the
+the ESP32 port stand-in (comptoir_tools.simulators.esp32_port), one test per finding of the
 port review (/work/shared/reviews/esp32-port.md) that a board would hit. Each
 failed on the firmware before its fix; the commit that fixed it says so.
 
@@ -23,12 +23,12 @@ from comptoir.daemon import parse_status
 from comptoir_link import frames as F
 from comptoir_link.host_side import HostLink
 from comptoir_link.link import UP
-from comptoir_tools import boards
-from comptoir_tools.firmware_build import compile_tree
-from comptoir_tools.phone import Phone, default_presentation
-from comptoir_tools.pn532_sim import PN532Sim, Timing
-from comptoir_tools.twin import FirmwareProcess
-from comptoir_tools.wire import WireModel
+from comptoir_tools.boards import definitions as boards
+from comptoir_tools.firmware.build import compile_tree
+from comptoir_tools.simulators.phone import Phone, default_presentation
+from comptoir_tools.simulators.pn532_sim import PN532Sim, Timing
+from comptoir_tools.simulators.wire import WireModel
+from comptoir_tools.twin.twin import FirmwareProcess
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,8 @@ from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Verified
 from comptoir.transactions import DispenseRequest, State
 from comptoir_link import frames as F
-from comptoir_tools.insurer import SimulatedInsurer
-from comptoir_tools.protocol_board import QrCounters
+from comptoir_tools.simulators.insurer import SimulatedInsurer
+from comptoir_tools.simulators.protocol_board import QrCounters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
 from billing_fixtures import CIP, FINESS, PHARMACIST, PRESCRIBER

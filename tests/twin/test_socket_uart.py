@@ -10,8 +10,8 @@ from pathlib import Path
 from comptoir_link import frames as F
 from comptoir_link.host_side import HostLink
 from comptoir_link.link import UP
-from comptoir_tools.firmware_build import compile_tree
-from comptoir_tools.twin import FirmwareProcess
+from comptoir_tools.firmware.build import compile_tree
+from comptoir_tools.twin.twin import FirmwareProcess
 
 
 def test_firmware_speaks_the_link_over_a_unix_socket(tmp_path: Path) -> None:

@@ -23,10 +23,10 @@ from comptoir.daemon import parse_status
 from comptoir_link import frames as F
 from comptoir_link.host_side import HostLink
 from comptoir_link.link import UP
-from comptoir_tools import boards
-from comptoir_tools.firmware_build import compile_tree
-from comptoir_tools.pn532_sim import PN532Sim, Timing
-from comptoir_tools.twin import FirmwareProcess
+from comptoir_tools.boards import definitions as boards
+from comptoir_tools.firmware.build import compile_tree
+from comptoir_tools.simulators.pn532_sim import PN532Sim, Timing
+from comptoir_tools.twin.twin import FirmwareProcess
 
 BOARD = "devkitc-pn532-spi"
 

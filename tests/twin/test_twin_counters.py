@@ -17,7 +17,7 @@ from test_twin_qr import Screen
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Refused, Verified
 from comptoir.tokens.reasons import Reason
-from comptoir_tools.insurer import SimulatedInsurer
+from comptoir_tools.simulators.insurer import SimulatedInsurer
 
 
 def test_a_screenshot_accepted_at_counter_1_is_refused_at_counter_2(

@@ -15,8 +15,8 @@ from comptoir.events import Message
 from comptoir.nfc_service import Presentation, TapFailed
 from comptoir.tokens.model import Verified
 from comptoir_link import frames as F
-from comptoir_tools.phone import Phone
-from comptoir_tools.pn532_sim import Fault
+from comptoir_tools.simulators.phone import Phone
+from comptoir_tools.simulators.pn532_sim import Fault
 
 TAPS = int(os.environ.get("COMPTOIR_TWIN_TAPS", "1000"))
 BOARDS = 4

@@ -14,9 +14,9 @@ import pytest
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Refused, Verified
 from comptoir.tokens.reasons import Reason
-from comptoir_tools.boards import list_boards, load
-from comptoir_tools.camera_sim import CameraSim
-from comptoir_tools.phone import Phone
+from comptoir_tools.boards.definitions import list_boards, load
+from comptoir_tools.simulators.camera_sim import CameraSim
+from comptoir_tools.simulators.phone import Phone
 
 
 class Screen:

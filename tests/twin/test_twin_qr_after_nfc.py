@@ -11,7 +11,7 @@ from test_twin_qr import Screen
 
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Verified
-from comptoir_tools.phone import Phone
+from comptoir_tools.simulators.phone import Phone
 
 
 def test_twenty_alternating_taps_and_showings_on_one_camera_board(twin_factory):

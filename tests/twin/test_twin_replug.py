@@ -12,7 +12,7 @@ import time
 from comptoir.events import BoardUp, PortLost
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Verified
-from comptoir_tools.phone import Phone
+from comptoir_tools.simulators.phone import Phone
 
 CYCLES = int(os.environ.get("COMPTOIR_TWIN_REPLUGS", "100"))
 

@@ -16,8 +16,8 @@ from comptoir.app import start_app
 from comptoir.config import from_dict
 from comptoir.nfc_service import Presentation
 from comptoir.tokens.model import Verified
-from comptoir_tools.phone import Phone
-from comptoir_tools.twin_terminal import _dispensation
+from comptoir_tools.simulators.phone import Phone
+from comptoir_tools.twin.terminal import _dispensation
 
 
 def test_tap_shows_rights_and_closed_rights_are_refused(twin_factory) -> None:

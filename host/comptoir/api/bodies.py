@@ -14,6 +14,14 @@ from comptoir.transactions import DispenseRequest
 __all__ = ["BodyError", "beneficiary", "dispensation", "rights", "transaction"]
 
 MAX_BODY = 64 * 1024
+# What the API answers when a body cannot be read (comptoir.http.request_body; docs/api.md).
+READ_REFUSALS = {
+    "length_required": "send the body with a Content-Length",
+    "bad_length": "Content-Length must be one decimal number",
+    "too_large": f"body above {MAX_BODY} bytes",
+    "timeout": "the body stopped coming: nothing was done",
+    "short": "body shorter than its Content-Length",
+}
 
 
 class BodyError(ValueError):

@@ -20,6 +20,7 @@ from comptoir.events import BoardStatus
 from comptoir.http.connections import CappedHTTPServer
 from comptoir.http.errors import status_of
 from comptoir.http.feed import EventFeed, Subscription
+from comptoir.http.request_body import read_body
 from comptoir.http.request_json import ApiError, parse_json
 from comptoir.http.serving import HttpServing
 from comptoir.metrics import CONTENT_TYPE as METRICS_TYPE
@@ -250,29 +251,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _body(self) -> Any:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise ApiError(411, "length_required", "send the body with a Content-Length")
-        text = (self.headers.get("Content-Length") or "0").strip()
-        if not text.isdigit() or len(self.headers.get_all("Content-Length") or []) > 1:
-            # "-1" used to read until the client closed: any size, carried out after it left.
-            self.close_connection = True
-            raise ApiError(400, "bad_request", "Content-Length must be one decimal number")
-        length = int(text)
-        if length > bodies.MAX_BODY:
-            self.close_connection = True
-            raise ApiError(413, "too_large", f"body above {bodies.MAX_BODY} bytes")
-        try:
-            raw = self.rfile.read(length)
-        except TimeoutError:
-            self.close_connection = True
-            raise ApiError(408, "timeout", "the body stopped coming: nothing was done") from None
-        if len(raw) < length:
-            # The client left (or stalled past the idle timeout) before sending its body:
-            # nothing is carried out.
-            self.close_connection = True
-            raise ApiError(400, "bad_request", "body shorter than its Content-Length")
-        return parse_json(raw)
+        return parse_json(read_body(self, bodies.MAX_BODY, bodies.READ_REFUSALS, ApiError))
 
     @staticmethod
     def _store(api: ApiServer) -> TransactionStore:

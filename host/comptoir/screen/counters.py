@@ -17,6 +17,7 @@ from typing import Any
 from comptoir import clock
 from comptoir.events import BoardStatus
 from comptoir.http.feed import EventFeed
+from comptoir.tasks import Health, QueueReader
 from comptoir.transactions import TransactionView
 
 log = logging.getLogger("comptoir.screen")
@@ -54,7 +55,11 @@ class Counters:
         self._listeners: list[Listener] = []
         self._seq = 0
         self._sub = feed.subscribe()
-        self._thread = threading.Thread(target=self._run, name="screen counters", daemon=True)
+        # A comptoir.tasks.Task: it reads the subscription until the feed's end mark (queued
+        # when it unsubscribes: the events already given are applied first), then is joined.
+        self.name = "screen counters"
+        self._reader = QueueReader(self.name, self._sub.queue, self._handle,
+                                   end=lambda: feed.unsubscribe(self._sub), join_s=5.0)
 
     def start(self, open_now: Iterable[TransactionView] = ()) -> Counters:
         """`open_now`: transactions still open when the screen starts (a daemon restarted
@@ -68,12 +73,11 @@ class Counters:
                     "at": _iso(tx.created_at), "at_ms": int(tx.created_at * 1000)}
                 c["transaction"], c["tx_state"] = tx.id, str(tx.state)
                 self._tx_port[tx.id] = tx.port
-        self._thread.start()
+        self._reader.start()
         return self
 
-    def stop(self) -> None:
-        self.feed.unsubscribe(self._sub)
-        self._thread.join(timeout=5)
+    def stop(self, wait: bool = True) -> None:
+        self._reader.stop(wait)
         with self._lock:
             listeners = list(self._listeners)
         for li in listeners:
@@ -105,15 +109,14 @@ class Counters:
             self._sync_boards()
             return self._seq, [dict(self._state[p]) for p in sorted(self._state)]
 
-    def _run(self) -> None:
-        while True:
-            item = self._sub.queue.get()
-            if item is None:
-                return
-            try:
-                self._apply(item)
-            except Exception:
-                log.exception("counter screen: event not applied")
+    def health(self) -> Health:
+        return self._reader.health()
+
+    def _handle(self, item: Item) -> None:
+        try:
+            self._apply(item)
+        except Exception:
+            log.exception("counter screen: event not applied")
 
     def _apply(self, item: Item) -> None:
         n, kind, data = item

@@ -1,6 +1,7 @@
 """The counter screen's HTTP plumbing, under its routes (server.py): the security headers
-(a strict Content-Security-Policy), a request body read whole and bounded, the strict JSON
-parser, the Host rule and the session cookie. A refusal is a Refused, answered as JSON."""
+(a strict Content-Security-Policy), a request body read whole and bounded (the API's reader,
+comptoir.http.request_body, with the screen's limit and words), the strict JSON parser, the
+Host rule and the session cookie. A refusal is a Refused, answered as JSON."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import logging
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from comptoir.http.request_body import read_body
 from comptoir.http.request_json import ApiError, parse_json
 
 from . import cookies
@@ -19,6 +21,14 @@ log = logging.getLogger("comptoir.screen")
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
        "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 MAX_BODY = 16 * 1024
+# What the screen answers when a body cannot be read (comptoir.http.request_body).
+READ_REFUSALS = {
+    "length_required": "Corps sans Content-Length",
+    "bad_length": "Content-Length invalide",
+    "too_large": "Requête trop grande",
+    "timeout": "Le corps de la requête a cessé d'arriver : rien n'a été fait",
+    "short": "Corps incomplet",
+}
 IDLE_TIMEOUT_S = 30.0
 
 
@@ -78,21 +88,7 @@ class ScreenHandlerBase(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding"):
-            self.close_connection = True
-            raise Refused(411, "length_required", "Corps sans Content-Length")
-        text = (self.headers.get("Content-Length") or "0").strip()
-        if not text.isdigit() or len(self.headers.get_all("Content-Length") or []) > 1:
-            self.close_connection = True
-            raise Refused(400, "bad_request", "Content-Length invalide")
-        if int(text) > MAX_BODY:
-            self.close_connection = True
-            raise Refused(413, "too_large", "Requête trop grande")
-        raw = self.rfile.read(int(text))
-        if len(raw) < int(text):
-            self.close_connection = True
-            raise Refused(400, "bad_request", "Corps incomplet")
-        return bytes(raw)
+        return read_body(self, MAX_BODY, READ_REFUSALS, Refused)
 
     def _body(self) -> Any:
         ctype = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
