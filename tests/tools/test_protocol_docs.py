@@ -70,8 +70,16 @@ def test_verdict_reason_table_is_the_host_codes():
 
 
 def test_sizes_and_timings():
-    assert find(r"The firmware default is (\d+) bytes; no build accepts more\s+than (\d+)") == (
+    assert find(r"link\.max_payload` \((\d+) by default;.*?No build accepts more than (\d+)") == (
         str(F.DEFAULT_MAX_PAYLOAD), str(F.MAX_PAYLOAD_LIMIT))
+    import app
+
+    from comptoir_link import link as L
+
+    assert find(r"\(`\"repl\": true`\) announces \*\*(\d+) bytes\*\*") == (
+        str(app._REPL_RX_PAYLOAD),)
+    assert find(r"every receiver takes a control frame of up to (\d+) bytes") == (
+        str(L._CTRL_BODY),)
     slow = Link(lambda b: None, baud=115200, max_payload=4096)
     fast = Link(lambda b: None, baud=921600, max_payload=4096)
     assert find(r"150 ms: (\d+) ms at 115 200 baud, (\d+) ms at 921 600") == (
