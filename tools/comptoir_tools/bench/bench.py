@@ -147,10 +147,14 @@ def nfc_taps(taps: int = 30) -> dict[str, float]:
     from comptoir_tools.simulators.phone import Phone
 
     shown: queue.Queue[float] = queue.Queue()  # when the board showed a verdict
+    ended: queue.Queue[float] = queue.Queue()  # when that verdict's display ended
 
     def on_line(_i: int, line: str) -> None:
-        if line.startswith("OUT buzzer ") and not line.endswith(" 0"):
-            shown.put(time.monotonic())  # every verdict sounds the buzzer
+        # Every verdict sounds the buzzer for 2 s. OUT lines say changes only: a verdict
+        # that comes while the last one still shows extends it without a new line, so
+        # each tap waits for the last display to end.
+        if line.startswith("OUT buzzer "):
+            (ended if line.endswith(" 0") else shown).put(time.monotonic())
 
     with Twin(1, nfc=True, on_firmware_line=on_line) as tw:
         assert tw.daemon is not None and tw.insurer is not None and tw.wait_all_up(30)
@@ -163,8 +167,9 @@ def nfc_taps(taps: int = 30) -> dict[str, float]:
         wires = (board.wire, board.pn532_wire)
         for _ in range(taps + 2):
             time.sleep(0.5)  # no phone, the reader idles; its polls are not this tap's cost
-            while not shown.empty():
-                shown.get()
+            for stale in (shown, ended):
+                while not stale.empty():
+                    stale.get()
             before = [sum(w.counters(d).bytes_out for d in ("a2b", "b2a")) for w in wires]
             phone = Phone(wallet.present_nfc)
             t0 = time.monotonic()
@@ -177,6 +182,7 @@ def nfc_taps(taps: int = 30) -> dict[str, float]:
                                                                   strict=True))
             phone_s = phone.apdus * phone.apdu_time_s + phone.present_time_s
             board.pn532.remove()
+            ended.get(timeout=10)
             lat.append(dt_s)
             ratios.append(dt_s / (line_s + phone_s))
             on_board.append(board_s)
