@@ -37,11 +37,13 @@ from comptoir.tokens.challenges import ChallengeRegistry
 from comptoir.tokens.replay import VerifierState
 from comptoir.tokens.replay_pg import PgVerifierState
 from comptoir.tokens.status import StatusLists
-from comptoir.tokens.trust import TrustStore
 from comptoir.tokens.verify import Verifier, decode_qr
-from comptoir_tools.bench.tokens import SIGNATURES_PER_PRESENTATION, _pin_one_core
+from comptoir_tools.bench.tokens import (
+    SIGNATURES_PER_PRESENTATION,
+    _pin_one_core,
+    trusted_pki,
+)
 from comptoir_tools.credentials.identities import family
-from comptoir_tools.credentials.pki import TestPki
 from comptoir_tools.credentials.wallet import Wallet
 
 PEPPER = b"bench-pepper-0123456789"
@@ -78,10 +80,8 @@ def _run(url: str, n: int, n_wallets: int, repeats: int,
          probe_dir: str | Path | None) -> dict[str, Any]:
     now = int(time.time())
     today = dt.datetime.fromtimestamp(now, dt.UTC).date()
-    pki = TestPki(seed=42, now=now)
+    pki, trust = trusted_pki(now)
     issuer = pki.issuers[0]
-    trust = TrustStore([pki.anchor])
-    trust.load(pki.trust_list(now=now), now)
     phones = []
     for i in range(n_wallets):
         credential, device = issuer.activate(family(1000 + i, beneficiaries=2, today=today),

@@ -83,13 +83,19 @@ def run(presentations: int = 600, wallets: int = 40, repeats: int = 5) -> dict[s
         restore()
 
 
+def trusted_pki(now: int) -> tuple[TestPki, TrustStore]:
+    """The token benches' PKI (seed 42) and a trust store holding its current list."""
+    pki = TestPki(seed=42, now=now)
+    trust = TrustStore([pki.anchor])
+    trust.load(pki.trust_list(now=now), now)
+    return pki, trust
+
+
 def _run(n: int, n_wallets: int, repeats: int) -> dict[str, float | int]:
     now = int(time.time())
     today = dt.datetime.fromtimestamp(now, dt.UTC).date()
-    pki = TestPki(seed=42, now=now)
+    pki, trust = trusted_pki(now)
     issuer = pki.issuers[0]
-    trust = TrustStore([pki.anchor])
-    trust.load(pki.trust_list(now=now), now)
     wallets = []
     per_credential_3 = n // 3  # phones for the run where each presents 3 times
     for i in range(max(n_wallets, per_credential_3)):
